@@ -1,0 +1,142 @@
+"""The HTTP API's request and response bodies: one definition, used by the server to validate and
+document (``/openapi.json``) and by the SDK client to parse what comes back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "MAX_BATCH_EVENTS",
+    "AdapterInfo",
+    "AdapterList",
+    "ErrorBody",
+    "ErrorDetail",
+    "EventResult",
+    "Health",
+    "IngestRequest",
+    "IngestResponse",
+    "QueryRequest",
+    "QueryResponse",
+    "Role",
+    "SigningKeyIn",
+    "SigningKeyOut",
+    "TrainJob",
+    "TrainRequest",
+    "Usage",
+]
+
+MAX_BATCH_EVENTS = 1000
+Role = Literal["ingest", "query", "admin"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable word, e.g. 'forbidden', 'rate_limited'")
+    message: str
+    request_id: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error, from every endpoint, has this shape."""
+
+    error: ErrorDetail
+
+
+class IngestRequest(_Body):
+    events: list[dict[str, Any]] = Field(
+        max_length=MAX_BATCH_EVENTS, description="signed CloudEvents envelopes (structured JSON)"
+    )
+
+
+class EventResult(BaseModel):
+    index: int = Field(description="position in the request's batch")
+    id: str | None
+    status: Literal["accepted", "duplicate", "conflict", "rejected"]
+    reason: str | None = Field(default=None, description="why it was rejected (docs/events.md)")
+    message: str | None = None
+
+
+class IngestResponse(BaseModel):
+    results: list[EventResult]
+    accepted: int
+    duplicates: int
+    conflicts: int
+    rejected: int
+
+
+class SigningKeyIn(_Body):
+    kid: str = Field(min_length=1, max_length=100)
+    algorithm: Literal["Ed25519"] = "Ed25519"
+    public_key: str = Field(min_length=1, max_length=100, description="base64url raw public key")
+
+
+class SigningKeyOut(BaseModel):
+    kid: str
+    team: str
+    algorithm: str
+    public_key: str
+    status: Literal["trusted", "revoked"]
+
+
+class QueryRequest(_Body):
+    question: str = Field(min_length=1, max_length=4000)
+    max_tokens: int = Field(default=128, ge=1, le=512)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    stop: list[str] = Field(default_factory=list, max_length=4)
+    stream: bool = False
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class QueryResponse(BaseModel):
+    answer: str
+    adapter_version: int | None = Field(description="the team adapter version that answered")
+    usage: Usage
+
+
+class AdapterInfo(BaseModel):
+    version: int
+    status: str
+    current: bool
+    created_at: datetime | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    reason: str | None = None
+
+
+class AdapterList(BaseModel):
+    team: str
+    current: int | None
+    adapters: list[AdapterInfo]
+
+
+class TrainRequest(_Body):
+    from_scratch: bool = False
+
+
+class TrainJob(BaseModel):
+    id: str
+    team: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    from_scratch: bool = False
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    message: str | None = None
+    version: int | None = None
+    cancel_requested: bool = False
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    database: str
+    workers: bool

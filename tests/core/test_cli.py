@@ -1,0 +1,296 @@
+"""The ``engram`` command line, run as a user runs it: ``init``, ``keys``, ``events``, ``bench``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engram_sdk import EventStore, Keyring, Settings
+from engram_sdk._cli import app
+from engram_sdk._cli._common import run_app
+from tests.factories import signed_events
+
+
+def engram(*args: str, capsys=None) -> tuple[int, str, str]:
+    code = run_app(app, list(args))
+    out = capsys.readouterr() if capsys else None
+    return code, (out.out if out else ""), (out.err if out else "")
+
+
+def last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def host(engram_home, capsys):
+    """A machine with a signing key for acme and some stored, signed events."""
+    assert engram("init", capsys=capsys)[0] == 0
+    assert engram("keys", "generate", "--team", "acme", capsys=capsys)[0] == 0
+    s = Settings.load()
+    keyring = Keyring(s.keys_dir)
+    with EventStore.open(s.database_url) as store:
+        store.append(signed_events(keyring, 30))
+    return s, keyring
+
+
+def export(tmp_path, capsys) -> Path:
+    out = tmp_path / "acme.jsonl"
+    code, _, _ = engram("events", "export", "--team", "acme", "-o", str(out), capsys=capsys)
+    assert code == 0
+    return out
+
+
+def test_init_creates_the_documented_layout(engram_home, capsys):
+    code, out, _ = engram("init", "--json", capsys=capsys)
+    assert code == 0
+    info = last_json(out)
+    assert Path(info["home"]) == engram_home
+    assert (engram_home / "config.toml").exists() and (engram_home / "engram.db").exists()
+    assert oct((engram_home / "keys").stat().st_mode & 0o777) == "0o700"
+    assert engram("init", capsys=capsys)[0] == 0  # idempotent
+
+
+def test_keys_list_json_and_private_key_never_printed(host, capsys):
+    s, keyring = host
+    code, out, err = engram("keys", "list", "--json", capsys=capsys)
+    data = last_json(out)
+    kid = keyring.active().kid
+    assert data["signing_keys"][0]["kid"] == kid and data["signing_keys"][0]["status"] == "active"
+    assert {"kid": kid, "team": "acme", "status": "trusted"} in data["trusted_keys"]
+    pem_body = "".join((s.keys_dir / f"{kid}.pem").read_text().splitlines()[1:-1])
+    engram("keys", "export-public", capsys=capsys)
+    for cmd in (["keys", "list"], ["keys", "export-public"], ["keys", "rotate"]):
+        code, out, err = engram(*cmd, capsys=capsys)
+        assert pem_body not in out + err
+
+
+def test_export_writes_one_signed_envelope_per_line(host, tmp_path, capsys):
+    path = export(tmp_path, capsys)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 30 and all(json.loads(ln)["engramsig"] for ln in lines)
+    code, out, _ = engram("events", "verify", str(path), "--json", capsys=capsys)
+    assert code == 0 and last_json(out)["valid"] == 30
+
+
+def test_events_list_json_pages_with_a_cursor(host, capsys):
+    code, out, _ = engram("events", "list", "--team", "acme", "--limit", "20", "--json", capsys=capsys)
+    first = last_json(out)
+    code, out, _ = engram("events", "list", "--team", "acme", "--after", first["cursor"], "--json", capsys=capsys)
+    second = last_json(out)
+    assert len(first["events"]) == 20 and len(second["events"]) == 10
+    assert not {e["id"] for e in first["events"]} & {e["id"] for e in second["events"]}
+
+
+def _second_machine(tmp_path, monkeypatch, host, capsys, teams=("acme",)) -> Settings:
+    s, keyring = host
+    keyset = tmp_path / "keys.json"
+    keyset.write_text(json.dumps(keyring.export_public()))
+    monkeypatch.setenv("ENGRAM_HOME", str(tmp_path / "server"))
+    assert engram("init", capsys=capsys)[0] == 0
+    args = ["keys", "trust", str(keyset)] + [a for t in teams for a in ("--team", t)]
+    assert engram(*args, capsys=capsys)[0] == 0
+    return Settings.load()
+
+
+def test_another_machine_trusts_the_key_set_and_imports(host, tmp_path, monkeypatch, capsys):
+    path = export(tmp_path, capsys)
+    server = _second_machine(tmp_path, monkeypatch, host, capsys)
+    code, out, _ = engram("events", "import", str(path), "--json", capsys=capsys)
+    assert code == 0 and last_json(out)["accepted"] == 30
+    code, out, _ = engram("events", "import", str(path), "--json", capsys=capsys)
+    assert code == 0 and last_json(out)["duplicates"] == 30 and last_json(out)["accepted"] == 0
+    with EventStore.open(server.database_url) as store:
+        assert store.count("acme") == 30
+
+
+def test_import_without_trust_rejects_every_line(host, tmp_path, monkeypatch, capsys):
+    path = export(tmp_path, capsys)
+    monkeypatch.setenv("ENGRAM_HOME", str(tmp_path / "stranger"))
+    code, out, _ = engram("events", "import", str(path), "--json", capsys=capsys)
+    report = last_json(out)
+    assert code == 1 and report["accepted"] == 0 and {r["reason"] for r in report["rejected"]} == {"unknown_key"}
+
+
+def _bad_file(path: Path, tmp_path: Path) -> Path:
+    lines = path.read_text().splitlines()
+    tampered = json.loads(lines[3])
+    tampered["data"]["text"] = "forged"
+    lines[3] = json.dumps(tampered)
+    lines[7] = lines[7][:-1]  # malformed JSON
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    return bad
+
+
+def test_a_bad_line_stops_the_whole_import_by_default(host, tmp_path, monkeypatch, capsys):
+    bad = _bad_file(export(tmp_path, capsys), tmp_path)
+    server = _second_machine(tmp_path, monkeypatch, host, capsys)
+    code, out, err = engram("events", "import", str(bad), capsys=capsys)
+    assert code == 1
+    assert f"{bad}:4 bad_signature" in out and f"{bad}:8 malformed_json" in out and "nothing stored" in out
+    with EventStore.open(server.database_url) as store:
+        assert store.count("acme") == 0
+
+
+def test_partial_import_stores_the_good_lines_and_lists_the_rest(host, tmp_path, monkeypatch, capsys):
+    bad = _bad_file(export(tmp_path, capsys), tmp_path)
+    server = _second_machine(tmp_path, monkeypatch, host, capsys)
+    code, out, _ = engram("events", "import", str(bad), "--partial", "--json", capsys=capsys)
+    report = last_json(out)
+    assert code == 1 and report["accepted"] == 28
+    assert [(r["line"], r["reason"]) for r in report["rejected"]] == [(4, "bad_signature"), (8, "malformed_json")]
+    with EventStore.open(server.database_url) as store:
+        assert store.count("acme") == 28
+
+
+def test_key_trusted_for_another_team_is_rejected_on_import(host, tmp_path, monkeypatch, capsys):
+    s, keyring = host
+    keyring.rotate(["acme", "globex"])
+    with EventStore.open(s.database_url) as store:
+        store.append(signed_events(keyring, 2, team="globex"))
+    out_path = tmp_path / "globex.jsonl"
+    assert engram("events", "export", "--team", "globex", "-o", str(out_path), capsys=capsys)[0] == 0
+    _second_machine(tmp_path, monkeypatch, host, capsys, teams=("acme",))
+    code, out, _ = engram("events", "verify", str(out_path), "--json", capsys=capsys)
+    assert code == 1 and {r["reason"] for r in last_json(out)["rejected"]} == {"untrusted_for_team"}
+
+
+def test_revoked_key_is_rejected(host, tmp_path, capsys):
+    path = export(tmp_path, capsys)
+    s, keyring = host
+    assert engram("keys", "revoke", keyring.active().kid, capsys=capsys)[0] == 0
+    code, out, _ = engram("events", "verify", str(path), "--json", capsys=capsys)
+    assert code == 1 and {r["reason"] for r in last_json(out)["rejected"]} == {"revoked_key"}
+
+
+def test_conflicting_line_is_reported_as_a_conflict(host, tmp_path, capsys):
+    s, keyring = host
+    path = export(tmp_path, capsys)
+    lines = path.read_text().splitlines()
+    other = json.loads(lines[0])
+    other["data"]["title"] = "same id, other content"
+    resigned = keyring.sign(other)  # validly signed, but it contradicts what is stored
+    conflict = tmp_path / "conflict.jsonl"
+    conflict.write_text(json.dumps(resigned.to_dict()) + "\n")
+    code, out, _ = engram("events", "import", str(conflict), "--json", capsys=capsys)
+    report = last_json(out)
+    assert code == 1 and report["rejected"][0]["reason"] == "conflict" and report["accepted"] == 0
+    with EventStore.open(s.database_url) as store:
+        assert store.get("acme", resigned.id).envelope["data"]["title"] != "same id, other content"
+
+
+def test_truncated_file_reports_the_last_line(host, tmp_path, capsys):
+    path = export(tmp_path, capsys)
+    data = path.read_bytes()
+    cut = tmp_path / "truncated.jsonl"
+    cut.write_bytes(data[: len(data) - 200])
+    code, out, _ = engram("events", "verify", str(cut), "--json", capsys=capsys)
+    report = last_json(out)
+    assert code == 1 and report["valid"] == 29
+    assert report["rejected"][0]["line"] == 30 and report["rejected"][0]["reason"] == "malformed_json"
+
+
+def test_a_50_mb_line_is_rejected_with_bounded_memory(host, tmp_path, capsys):
+    import resource
+
+    path = export(tmp_path, capsys)
+    lines = path.read_text().splitlines()
+    huge = json.loads(lines[0])
+    huge["data"]["text"] = "x" * (50 * 1024 * 1024)
+    big = tmp_path / "big.jsonl"
+    with open(big, "w") as f:
+        f.write(lines[1] + "\n")
+        json.dump(huge, f)
+        f.write("\n" + lines[2] + "\n")
+    del huge
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    code, out, _ = engram("events", "verify", str(big), "--json", capsys=capsys)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    report = last_json(out)
+    assert code == 1 and report["valid"] == 2
+    assert report["rejected"] == [{"line": 2, "reason": "line_too_large", "message": report["rejected"][0]["message"],
+                                   "event_id": None}]
+    assert grown_mb < 40  # the 50 MB line was never held whole
+
+
+def _writer(url: str, keys_dir: str, start: int, n: int) -> None:
+    keyring = Keyring(Path(keys_dir))
+    with EventStore.open(url) as store:
+        for i in range(start, start + n, 10):
+            # Overlapping ranges: both processes also write the same ids.
+            store.append(signed_events(keyring, 10, start=i))
+
+
+def test_two_processes_write_to_one_sqlite_store_at_once(tmp_path, keyring):
+    import multiprocessing as mp
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    EventStore.open(url).close()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(url, str(keyring.directory), s, 200)) for s in (0, 100)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    with EventStore.open(url) as store:
+        ids = [e.event_id for e in store.iter_events("acme")]
+    assert len(ids) == len(set(ids)) == 300
+
+
+def test_import_killed_midway_resumes_with_no_duplicates(host, tmp_path, monkeypatch, capsys):
+    s, keyring = host
+    with EventStore.open(s.database_url) as store:
+        store.append(signed_events(keyring, 6000, start=1000))
+    path = export(tmp_path, capsys)
+    total = len(path.read_text().splitlines())
+    server = _second_machine(tmp_path, monkeypatch, host, capsys)
+    env = dict(os.environ, ENGRAM_HOME=str(server.home))
+    cmd = [sys.executable, "-c", "from engram_sdk._cli import main; main()", "events", "import", str(path)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    stored = 0
+    with EventStore.open(server.database_url) as store:
+        while time.time() < deadline and proc.poll() is None:
+            stored = store.count("acme")
+            if stored >= 500:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        partial = store.count("acme")
+        assert 0 < partial < total, "the kill must land mid-import"
+        assert partial % 500 == 0, "whole batches only: nothing half-written"
+    code = subprocess.run(cmd, env=env, capture_output=True).returncode
+    assert code == 0
+    with EventStore.open(server.database_url) as store:
+        ids = [e.event_id for e in store.iter_events("acme")]
+    assert len(ids) == len(set(ids)) == total
+
+
+def test_bench_events_prints_the_figures_as_json(engram_home, capsys):
+    code, out, _ = engram("bench", "events", "--count", "200", "--json", capsys=capsys)
+    result = last_json(out)
+    assert code == 0
+    for backend in ("sqlite", "postgresql"):
+        r = result[backend]
+        assert set(r) >= {"events_per_s", "bound_events_per_s", "ratio"} and 0 < r["ratio"] < 5
+
+
+def test_failures_exit_non_zero_with_one_line(engram_home, capsys):
+    code, out, err = engram("keys", "rotate", capsys=capsys)
+    assert code == 1 and err.strip().startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_usage_errors_are_one_clear_message_not_a_traceback(engram_home, capsys):
+    code, out, err = engram("no-such-command", capsys=capsys)
+    assert code == 2 and "No such command" in err and "Traceback" not in err
+    code, out, err = engram("keys", "generate", capsys=capsys)  # --team missing
+    assert code == 2 and "--team" in err and "Traceback" not in err

@@ -1,0 +1,192 @@
+"""`engram connect / connections / sync / worker` as an operator runs them, and secrets kept out
+of everything the operator or a log collector sees."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+
+import pytest
+
+from engram_sdk import Settings
+from engram_sdk._cli import app
+from engram_sdk._cli._common import run_app
+
+from .conftest import SECRET, TOKEN
+
+WEBHOOK_SECRET = SECRET
+
+
+def engram(capsys, *args: str) -> tuple[int, str, str]:
+    code = run_app(app, list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def home(engram_home, capsys):
+    assert engram(capsys, "init")[0] == 0
+    assert engram(capsys, "keys", "generate", "--team", "acme")[0] == 0
+    return engram_home
+
+
+@pytest.fixture
+def connected(home, server, capsys, monkeypatch):
+    monkeypatch.setenv("EXAMPLE_TOKEN", TOKEN)
+    code, out, err = engram(capsys, "connect", "example", "--name", "ex", "--team", "acme", "--scope", "eng,sales",
+                            "--base-url", server.url, "--token-env", "EXAMPLE_TOKEN", "--page-size", "5", "--max-attempts", "2",
+                            "--webhook-secret", WEBHOOK_SECRET, "--json")
+    assert code == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_connect_builds_flags_from_the_config_model(home, capsys) -> None:
+    code, out, _ = engram(capsys, "connect", "example", "--help")
+    assert code == 0
+    for flag in ("--base-url", "--token", "--token-env", "--webhook-secret-env", "--page-size", "--scope"):
+        assert flag in out
+
+
+def test_connect_lists_installed_platforms(home, capsys) -> None:
+    code, out, _ = engram(capsys, "connect", "--help")
+    assert code == 0 and "example" in out
+
+
+def test_connect_saves_a_validated_connection(connected) -> None:
+    assert connected["name"] == "ex" and connected["status"] == "never_synced"
+    assert connected["scope"] == "folder:eng,folder:sales" and connected["account"] == "Example Co"
+
+
+def test_connect_with_a_bad_token_fails_in_one_line(home, server, capsys) -> None:
+    code, out, err = engram(capsys, "connect", "example", "--name", "ex", "--team", "acme", "--scope", "all",
+                            "--base-url", server.url, "--token", "wrong-token")
+    assert code == 1 and err.startswith("error: ") and "rejected the token" in err
+    assert "wrong-token" not in out + err
+    code, out, _ = engram(capsys, "connections", "list", "--json")
+    assert json.loads(out)["connections"] == []
+
+
+def test_connect_with_an_unset_env_variable(home, server, capsys) -> None:
+    code, _, err = engram(capsys, "connect", "example", "--name", "ex", "--team", "acme", "--scope", "all",
+                          "--base-url", server.url, "--token-env", "NOT_SET_ANYWHERE")
+    assert code == 1 and "NOT_SET_ANYWHERE is not set" in err
+
+
+def test_new_connection_needs_team_and_scope(home, server, capsys) -> None:
+    code, _, err = engram(capsys, "connect", "example", "--name", "ex", "--base-url", server.url, "--token", TOKEN)
+    assert code == 1 and "--team and --scope" in err
+
+
+def test_unknown_platform(home, capsys) -> None:
+    code, _, _ = engram(capsys, "connect", "nope", "--name", "x")
+    assert code != 0
+
+
+def test_connections_list_and_show_mask_secrets(connected, capsys) -> None:
+    code, out, _ = engram(capsys, "connections", "list", "--json")
+    assert code == 0 and [c["name"] for c in json.loads(out)["connections"]] == ["ex"]
+    code, out, _ = engram(capsys, "connections", "show", "ex", "--json")
+    shown = json.loads(out)
+    assert shown["secrets"] == {"token": "********", "webhook_secret": "********"}
+    assert TOKEN not in out and WEBHOOK_SECRET not in out
+    code, out, _ = engram(capsys, "connections", "show", "ex", "--containers", "--json")
+    assert [c["id"] for c in json.loads(out)["containers"]] == ["eng", "sales"]
+    code, out, _ = engram(capsys, "connections", "show", "ex")
+    assert code == 0 and "********" in out and TOKEN not in out
+
+
+def test_connections_test(connected, admin, capsys) -> None:
+    code, out, _ = engram(capsys, "connections", "test", "ex")
+    assert code == 0 and "ok" in out
+    admin.revoke(TOKEN)
+    code, _, err = engram(capsys, "connections", "test", "ex")
+    assert code == 1 and "rejected" in err
+    code, out, _ = engram(capsys, "connections", "list", "--json")
+    assert json.loads(out)["connections"][0]["status"] == "reconnect_needed"
+    admin.restore()
+    assert engram(capsys, "connections", "test", "ex")[0] == 0
+    code, out, _ = engram(capsys, "connections", "list", "--json")
+    assert json.loads(out)["connections"][0]["status"] == "never_synced"
+
+
+def test_connections_remove(connected, capsys, home) -> None:
+    code, _, _ = engram(capsys, "connections", "remove", "ex", "--yes")
+    assert code == 0
+    code, _, err = engram(capsys, "connections", "show", "ex")
+    assert code == 1 and "no connection named 'ex'" in err
+    data = json.loads((home / "secrets" / "secrets.json").read_text())
+    assert "ex" not in data["connections"]
+
+
+def test_sync_reports_counts(connected, capsys) -> None:
+    code, out, _ = engram(capsys, "sync", "--connection", "ex", "--json")
+    assert code == 0
+    [r] = json.loads(out)["results"]
+    assert r["records"] == 12 and r["stored"] == 12 and r["status"] == "ok"
+    code, out, _ = engram(capsys, "sync", "--all")
+    assert code == 0 and "ex: 0 records, 0 new events" in out
+
+
+def test_sync_full_and_reconcile(connected, admin, capsys) -> None:
+    assert engram(capsys, "sync", "-c", "ex")[0] == 0
+    admin.op("delete_silently", id="note-0001")
+    code, out, _ = engram(capsys, "sync", "-c", "ex", "--reconcile", "--json")
+    assert code == 0 and json.loads(out)["results"][0]["tombstones"] == 1
+    code, out, _ = engram(capsys, "sync", "-c", "ex", "--full", "--json")
+    assert json.loads(out)["results"][0]["duplicates"] == 11
+
+
+def test_sync_needs_a_target(home, capsys) -> None:
+    code, _, err = engram(capsys, "sync")
+    assert code == 1 and "--connection" in err
+
+
+def test_sync_revoked_exits_non_zero_with_one_line(connected, admin, capsys) -> None:
+    admin.revoke(TOKEN)
+    code, _, err = engram(capsys, "sync", "-c", "ex")
+    assert code == 1
+    error_lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and "engram connect example --name ex" in err.replace("\n", " ")
+
+
+def test_sync_reports_failed_items(connected, admin, capsys) -> None:
+    admin.op("break_note", id="note-0000")
+    code, out, _ = engram(capsys, "sync", "-c", "ex")
+    assert code == 0 and "1 failed" in out and "failed note-0000" in out
+
+
+def test_worker_once(connected, admin, server, capsys) -> None:
+    from engram_sdk import EventStore
+    from engram_sdk.connectors import WebhookQueue
+
+    assert engram(capsys, "sync", "-c", "ex")[0] == 0
+    admin.op("edit_note", id="note-0000", text="changed")
+    with EventStore.open(Settings.load().database_url) as store:
+        WebhookQueue(store).enqueue("ex", ["note-0000"])
+    code, out, _ = engram(capsys, "worker", "--once", "--json")
+    report = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and report["done"] == 1 and report["stored"] == 2
+    assert report["queue"] == {"pending": 0, "done": 1, "dead": 0}
+
+
+def test_secrets_never_reach_logs_output_events_or_rows(connected, admin, server, capsys, caplog, home) -> None:
+    caplog.set_level(logging.DEBUG)  # everything: ours, httpx, httpcore, sqlalchemy
+    outputs = []
+    admin.op("break_note", id="note-0001")
+    for args in (("sync", "-c", "ex"), ("connections", "show", "ex", "--json"), ("connections", "list"),
+                 ("connections", "test", "ex")):
+        outputs.append(engram(capsys, *args))
+    admin.revoke(TOKEN)
+    outputs.append(engram(capsys, "sync", "-c", "ex"))
+    outputs.append(engram(capsys, "connections", "test", "ex"))
+    seen = caplog.text + "".join(o + e for _, o, e in outputs)
+    assert "HTTP Request" in caplog.text or "retrying" in caplog.text or "item note-0001 failed" in caplog.text
+    for secret in (TOKEN, WEBHOOK_SECRET, WEBHOOK_SECRET.removeprefix("whsec_")):
+        assert secret not in seen
+    db = sqlite3.connect(home / "engram.db")
+    dump = "\n".join(db.iterdump())
+    db.close()
+    assert TOKEN not in dump and WEBHOOK_SECRET not in dump
+    secrets_file = home / "secrets" / "secrets.json"
+    assert TOKEN in secrets_file.read_text()  # where it does live: the 0600 file

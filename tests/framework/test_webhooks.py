@@ -1,0 +1,261 @@
+"""Webhooks: Standard Webhooks verification (one test per failure reason), the receiver, the
+durable queue (replays, coalescing), and the worker (retries, dead letters, reconnect)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from engram_sdk.connectors import StandardWebhook, WebhookError, serve, verify_hmac_sha256
+from engram_sdk.testing import Harness
+
+from .conftest import SECRET, example_config
+
+BODY = b'{"type": "note.updated", "id": "note-0001"}'
+
+
+# --- signature checks ------------------------------------------------------------------------------
+
+
+def signed(body: bytes = BODY, *, msg_id: str = "msg_1", ts: int | None = None, secret: str = SECRET):
+    return StandardWebhook(secret).sign(body, msg_id=msg_id, timestamp=ts)
+
+
+def test_standard_webhook_verifies() -> None:
+    assert StandardWebhook(SECRET).verify(signed(), BODY) == "msg_1"
+
+
+def test_missing_header() -> None:
+    headers = signed()
+    del headers["webhook-signature"]
+    with pytest.raises(WebhookError) as info:
+        StandardWebhook(SECRET).verify(headers, BODY)
+    assert info.value.reason == WebhookError.MISSING_HEADER
+
+
+def test_malformed_timestamp() -> None:
+    headers = {**signed(), "webhook-timestamp": "yesterday"}
+    with pytest.raises(WebhookError) as info:
+        StandardWebhook(SECRET).verify(headers, BODY)
+    assert info.value.reason == WebhookError.MALFORMED_HEADER
+
+
+def test_no_v1_signature() -> None:
+    headers = {**signed(), "webhook-signature": "v1a,abc"}
+    with pytest.raises(WebhookError) as info:
+        StandardWebhook(SECRET).verify(headers, BODY)
+    assert info.value.reason == WebhookError.MALFORMED_HEADER
+
+
+def test_tampered_body() -> None:
+    with pytest.raises(WebhookError) as info:
+        StandardWebhook(SECRET).verify(signed(), BODY.replace(b"0001", b"0002"))
+    assert info.value.reason == WebhookError.NO_MATCH
+
+
+def test_wrong_secret() -> None:
+    with pytest.raises(WebhookError) as info:
+        StandardWebhook("whsec_" + "b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldA==").verify(signed(), BODY)
+    assert info.value.reason == WebhookError.NO_MATCH
+
+
+def test_too_old() -> None:
+    with pytest.raises(WebhookError) as info:
+        StandardWebhook(SECRET).verify(signed(ts=int(time.time()) - 301), BODY)
+    assert info.value.reason == WebhookError.TOO_OLD
+
+
+def test_too_new() -> None:
+    with pytest.raises(WebhookError) as info:
+        StandardWebhook(SECRET).verify(signed(ts=int(time.time()) + 301), BODY)
+    assert info.value.reason == WebhookError.TOO_NEW
+
+
+def test_rotation_any_listed_signature_matches() -> None:
+    old = signed(secret="whsec_" + "b2xkLXNlY3JldC1vbGQtc2VjcmV0LW9sZA==")
+    new = signed()
+    headers = {**new, "webhook-signature": old["webhook-signature"] + " " + new["webhook-signature"]}
+    assert StandardWebhook(SECRET).verify(headers, BODY) == "msg_1"
+
+
+def test_replay_protection_cannot_be_switched_off() -> None:
+    with pytest.raises(ValueError):
+        StandardWebhook(SECRET, tolerance=0)
+
+
+def test_hmac_hex_helper() -> None:
+    import hashlib
+    import hmac
+
+    sig = "sha256=" + hmac.new(b"token", BODY, hashlib.sha256).hexdigest()
+    verify_hmac_sha256("token", BODY, sig, prefix="sha256=")
+    for bad, reason in ((None, "missing_header"), ("md5=abc", "malformed_header"), ("sha256=00", "no_match")):
+        with pytest.raises(WebhookError) as info:
+            verify_hmac_sha256("token", BODY, bad, prefix="sha256=")
+        assert info.value.reason == reason
+
+
+# --- receiver, queue, worker -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def hooked(tmp_path, server, admin, clock):
+    """A harness whose connection takes webhooks, the receiver served, the sandbox delivering to it."""
+    h = Harness(tmp_path / "home", clock=clock)
+    h.connect("example", "ex", scope="all", config=example_config(server, webhook_secret=SECRET))
+    with serve(h.receiver()) as receiver:
+        admin.set_webhook(f"{receiver.url}/webhooks/ex", SECRET)
+        yield h, receiver
+    h.close()
+
+
+def test_delivery_is_verified_queued_and_answered_202(hooked, admin) -> None:
+    h, _ = hooked
+    admin.op("edit_note", id="note-0001", text="new")
+    [d] = admin.deliveries()
+    assert d["status"] == 202
+    assert h.queue().counts("ex") == {"pending": 1, "done": 0, "dead": 0}
+    assert h.event_count() == 0  # the receiver never calls the platform itself
+
+
+def test_bad_signature_is_refused_with_401(hooked) -> None:
+    h, receiver = hooked
+    headers = {**signed(secret="whsec_" + "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldA==")}
+    r = httpx.post(f"{receiver.url}/webhooks/ex", content=BODY, headers=headers)
+    assert r.status_code == 401 and r.json() == {"error": "no_match"}
+    assert h.queue().counts("ex")["pending"] == 0
+
+
+def test_unknown_connection_is_404(hooked) -> None:
+    _, receiver = hooked
+    r = httpx.post(f"{receiver.url}/webhooks/nobody", content=BODY, headers=signed())
+    assert r.status_code == 404
+
+
+def test_worker_refetches_and_stores(hooked, admin) -> None:
+    h, _ = hooked
+    h.sync("ex")
+    admin.op("edit_note", id="note-0001", text="new text")
+    admin.deliveries()
+    report = h.worker().drain()
+    assert report.done == 1 and report.stored == 2  # the Edit and the new Document
+    assert h.latest()["note-0001"][1]["text"] == "new text"
+    assert h.queue().counts("ex") == {"pending": 0, "done": 1, "dead": 0}
+
+
+def test_replayed_delivery_is_dropped(hooked, admin) -> None:
+    h, _ = hooked
+    admin.op("edit_note", id="note-0001", text="x")
+    admin.deliveries()
+    admin.replay(0)
+    admin.replay(0)
+    admin.deliveries()
+    assert h.queue().counts("ex")["pending"] == 1
+
+
+def test_burst_for_one_entity_coalesces(hooked, admin) -> None:
+    h, _ = hooked
+    for i in range(5):
+        admin.op("edit_note", id="note-0001", text=f"v{i}")
+    assert len(admin.deliveries()) == 5
+    assert h.queue().counts("ex")["pending"] == 1
+    h.worker().drain()
+    assert h.latest()["note-0001"][1]["text"] == "v4"
+
+
+def test_out_of_order_and_repeated_deliveries_give_the_same_events(hooked, admin, tmp_path) -> None:
+    h, receiver = hooked
+    h.sync("ex")
+    admin.op("edit_note", id="note-0001", text="first")
+    admin.op("delete_note", id="note-0002")
+    admin.op("edit_note", id="note-0001", text="second")
+    deliveries = admin.deliveries()
+    h.worker().drain()
+    after = h.event_ids()
+    # the same deliveries again, newest first, re-signed as fresh attempts with new ids
+    for d in reversed(deliveries):
+        body = d["body"].encode()
+        httpx.post(f"{receiver.url}/webhooks/ex", content=body, headers=signed(body, msg_id=f"again-{d['index']}"))
+    h.worker().drain()
+    assert h.event_ids() == after
+    assert h.latest()["note-0001"][1]["text"] == "second"
+    assert h.latest()["note-0002"][0] == "ai.engram.entity.deleted"
+    assert h.sync("ex").stored == 0  # and the poll that follows agrees
+
+
+def test_failing_entity_is_retried_then_dead_lettered(hooked, admin) -> None:
+    h, _ = hooked
+    admin.op("edit_note", id="note-0004", text="x")
+    admin.op("break_note", id="note-0004")
+    admin.deliveries()
+    now = [1000.0]
+    worker = h.worker(max_attempts=3, backoff_base=10)
+    worker.queue.clock = lambda: now[0]
+    r1 = worker.run_once()
+    assert (r1.retried, r1.dead) == (0, 0) and r1.claimed == 0  # the row was queued at real time
+    now[0] = time.time()
+    r1 = worker.run_once()
+    assert r1.retried == 1
+    assert worker.run_once().claimed == 0  # backing off
+    now[0] += 20
+    assert worker.run_once().retried == 1
+    now[0] += 40
+    r3 = worker.run_once()
+    assert r3.dead == 1
+    [dead] = h.queue().dead("ex")
+    assert dead["entity_id"] == "note-0004" and dead["attempts"] == 3 and "HTTP 500" in dead["last_error"]
+
+
+def test_revoked_grant_parks_the_work(hooked, admin) -> None:
+    h, _ = hooked
+    admin.op("edit_note", id="note-0001", text="x")
+    admin.deliveries()
+    admin.revoke("tok-example-1")
+    report = h.worker().drain()
+    assert report.dead == 0 and report.retried == 1
+    assert h.connections.get("ex").status == "reconnect_needed"
+    assert h.queue().counts("ex") == {"pending": 1, "done": 0, "dead": 0}
+
+
+def test_work_for_a_removed_connection_is_dead_lettered(hooked, admin) -> None:
+    h, _ = hooked
+    admin.op("edit_note", id="note-0001", text="x")
+    admin.deliveries()
+    h.queue().enqueue("gone", ["x"])
+    report = h.worker(max_attempts=1).drain()
+    assert report.dead == 1 and report.done == 1
+
+
+def test_resync_request_runs_an_incremental_sync(hooked) -> None:
+    h, _ = hooked
+    h.queue().enqueue("ex", [], resync=True)
+    report = h.worker().drain()
+    assert report.done == 1 and report.stored == 12
+
+
+def test_delivery_body_must_be_json_only_after_verification(hooked) -> None:
+    _, receiver = hooked
+    r = httpx.post(f"{receiver.url}/webhooks/ex", content=b"not json", headers=signed(b"other"))
+    assert r.status_code == 401  # the signature is checked before the body is parsed
+    json.dumps({})
+
+
+def test_meta_a_connector_sets_while_refetching_is_saved(tmp_path, server, clock) -> None:
+    """A Graph subscription renewed during a refetch must be remembered on the connection."""
+    from engram_sdk._example.connector import ExampleConnector
+
+    class RenewingConnector(ExampleConnector):
+        def fetch(self, entity_ids):
+            self.ctx.set_meta(subscription_expires="2026-12-01T00:00:00Z")
+            yield from super().fetch(entity_ids)
+
+    h = Harness(tmp_path / "home", clock=clock, connector_cls=RenewingConnector)
+    h.connect("example", "ex", scope="all", config=example_config(server, webhook_secret=SECRET))
+    h.queue().enqueue("ex", ["note-0001"], delivery_id="d1")
+    report = h.worker().drain()
+    assert report.done == 1
+    assert h.connections.get("ex").meta["subscription_expires"] == "2026-12-01T00:00:00Z"
+    h.close()

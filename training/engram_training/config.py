@@ -1,0 +1,115 @@
+"""Training configuration: one dataclass of plain values, written into every adapter manifest.
+
+Each field's comment says what it does; ``TrainConfig.from_dict`` ignores keys a newer version
+wrote (with a warning) so an old manifest still loads, and rejects impossible values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    # --- data ---
+    holdout_per_fact: int = 1  # question phrasings per fact kept out of training: the recall probe
+    train_questions_per_fact: int = 4  # question phrasings per fact that are trained on
+    statements_per_fact: int = 1  # "the X of Y is Z" statements per fact (0-2)
+    page_examples: bool = True  # train on page chunks ("what does <title> say?" -> the text)
+    allow_restricted: bool = False  # train on records restricted to a few people (never by default)
+    replay_general: float = 0.3  # general replay examples (base-model answers), as a share of team examples
+    replay_old: float = 0.5  # share of earlier versions' examples replayed in a continual run
+    chunk_tokens: int = 192  # document chunk size for page examples
+    max_len: int = 384  # longest training sequence in tokens (longer ones are cut)
+    # --- LoRA ---
+    rank: int = 16  # LoRA rank
+    alpha: int = 32  # LoRA alpha (2 x rank, after Biderman et al. 2024)
+    dropout: float = 0.0  # LoRA dropout
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    top_layers: int = 0  # LoRA only in the top N transformer layers (0: all); also skips backward below them
+    # --- optimisation ---
+    lr: float = 1e-3  # peak learning rate (linear warmup, then linear decay to 10%)
+    warmup_steps: int = 10  # linear warmup steps
+    epochs: float = 5.0  # passes over the examples
+    batch_size: int = 8  # examples per step
+    weight_decay: float = 0.0  # AdamW weight decay
+    seed: int = 1234  # seeds shuffling, holdout choice, LoRA init
+    threads: int = 0  # CPU threads (0: all cores, or 1 when the machine is already oversubscribed)
+    checkpoint_every: int = 25  # steps between resumable checkpoints
+    # --- evaluation ---
+    max_new_tokens: int = 32  # answer length when evaluating
+    general_max_new_tokens: int = 24  # answer length for the general-knowledge probe
+    eval_batch_size: int = 16  # questions generated together
+    rag_top_k: int = 3  # chunks the retrieval baseline puts in the prompt
+    rag_chunk_tokens: int = 256  # retrieval chunk size (at most)
+    # --- gates (publishing) ---
+    min_recall: float = 0.5  # held-out recall at least this
+    general_tolerance: float = 0.05  # general score at least base - this
+    retention_tolerance: float = 0.1  # retention at least the previous version's recall - this
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # 1 and 1.0 are the same setting (and the same digest)
+            if f.type == "float" and isinstance(getattr(self, f.name), int):
+                setattr(self, f.name, float(getattr(self, f.name)))
+        if self.rank < 1 or self.alpha < 1:
+            raise ValueError("rank and alpha must be at least 1")
+        if not 0.0 < self.lr < 1.0:
+            raise ValueError(f"lr must be between 0 and 1, not {self.lr}")
+        if self.epochs <= 0 or self.batch_size < 1:
+            raise ValueError("epochs must be positive and batch_size at least 1")
+        if self.holdout_per_fact < 0 or self.train_questions_per_fact < 1:
+            raise ValueError("holdout_per_fact must be >= 0 and train_questions_per_fact >= 1")
+        if not self.target_modules:
+            raise ValueError("target_modules must name at least one module")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def digest(self) -> str:
+        """Identifies what the weights depend on (data and optimisation settings, not evaluation or
+        gates): a rerun with the same digest resumes the same run's checkpoint."""
+        skip = {"checkpoint_every", "threads", "max_new_tokens", "general_max_new_tokens", "eval_batch_size", "rag_top_k",
+                "rag_chunk_tokens", "min_recall", "general_tolerance", "retention_tolerance"}
+        body = {k: v for k, v in self.to_dict().items() if k not in skip}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            warnings.warn(f"ignoring unknown training settings: {', '.join(unknown)}", stacklevel=2)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["lr=5e-4", "rank=8", "target_modules=q_proj,v_proj"]`` -> typed values for TrainConfig."""
+    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types:
+            raise ValueError(f"unknown setting {key!r}: use NAME=VALUE with one of {', '.join(sorted(types))}")
+        kind = str(types[key])
+        if "list" in kind:
+            out[key] = [v.strip() for v in value.split(",") if v.strip()]
+        elif kind == "bool":
+            out[key] = value.lower() in ("1", "true", "yes", "on")
+        elif kind == "int":
+            out[key] = int(value)
+        elif kind == "float":
+            out[key] = float(value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,160 @@
+"""Evaluation on every run, scored by one rule (``facts.is_correct``: normalised containment).
+
+- recall:     held-out phrasings of the new facts, answered closed-book by the adapter
+- retention:  held-out phrasings of earlier versions' facts that are still current
+- general:    the shipped general-knowledge probe (121 questions), adapter vs base model
+- perplexity: on a shipped general text sample, adapter vs base model
+- retrieval:  BM25 (bm25s) over the team's chunks (<= 256 tokens), top-k chunks in the base
+              model's prompt, as RAG is usually deployed; accuracy and mean prompt tokens
+Base-model numbers depend only on the base model and the probe, so they are computed with the
+same engine (adapter disabled) in the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from . import facts as F
+from .dataset import ProbeItem
+from .infer import Engine
+
+
+def general_probe() -> list[dict[str, Any]]:
+    text = resources.files("engram_training").joinpath("data/general_probe.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def general_text() -> str:
+    return resources.files("engram_training").joinpath("data/general_text.txt").read_text()
+
+
+def replay_prompts() -> list[str]:
+    text = resources.files("engram_training").joinpath("data/general_replay.txt").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+@dataclass
+class Score:
+    accuracy: float | None
+    correct: int
+    total: int
+    prompt_tokens: float  # mean per question
+    wrong: list[dict[str, str]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "correct": self.correct, "total": self.total,
+                "prompt_tokens": round(self.prompt_tokens, 1)}
+
+
+def score(engine: Engine, items: list[tuple[str, list[str]]], *, adapter: str | None,
+          contexts: list[str] | None = None, max_new_tokens: int = 32, batch_size: int = 16) -> Score:
+    if not items:
+        return Score(None, 0, 0, 0.0, [])
+    answers = engine.answer_many([q for q, _ in items], adapter=adapter, contexts=contexts,
+                                 max_new_tokens=max_new_tokens, batch_size=batch_size)
+    ok = [F.is_correct(a.text, exp) for a, (_, exp) in zip(answers, items)]
+    wrong = [{"question": q, "expected": exp[0], "answer": a.text}
+             for a, (q, exp), good in zip(answers, items, ok) if not good]
+    return Score(sum(ok) / len(ok), sum(ok), len(ok), sum(a.prompt_tokens for a in answers) / len(answers), wrong)
+
+
+def perplexity(engine: Engine, text: str, *, adapter: str | None) -> float:
+    import torch
+
+    tok = engine.base.tokenizer
+    ids = torch.tensor([tok.encode(text)[:1024]], device=engine.base.device)
+    model = engine.model
+    with torch.no_grad():
+        if adapter is None and engine._loaded:
+            with model.disable_adapter():
+                loss = model(input_ids=ids, labels=ids).loss
+        else:
+            if adapter is not None:
+                model.set_adapter(adapter)
+            loss = model(input_ids=ids, labels=ids).loss
+    return float(math.exp(loss.item()))
+
+
+def retrieval(engine: Engine, chunks: list[dict[str, str]], probe: list[ProbeItem], *, top_k: int,
+              max_new_tokens: int, batch_size: int) -> Score:
+    """The base model with the top-k BM25 chunks in its prompt."""
+    import bm25s
+
+    if not probe or not chunks:
+        return Score(None, 0, len(probe), 0.0, [])
+    corpus = [c["text"] for c in chunks]
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
+    k = min(top_k, len(corpus))
+    hits, _ = retriever.retrieve(bm25s.tokenize([p.question for p in probe], stopwords="en", show_progress=False),
+                                 k=k, show_progress=False)
+    contexts = ["\n\n".join(corpus[int(j)] for j in row) for row in hits]
+    return score(engine, [(p.question, p.answers) for p in probe], adapter=None, contexts=contexts,
+                 max_new_tokens=max_new_tokens, batch_size=batch_size)
+
+
+def base_general(engine: Engine, config: Any, cache: Path | None) -> tuple[Score, float]:
+    """The base model's general score and perplexity: the same for every team and run (greedy
+    decoding), so cached per base model, probe, prompt and answer length under ENGRAM_HOME/models."""
+    from .infer import SYSTEM
+
+    gen_items = [(g["question"], g["answers"]) for g in general_probe()]
+    key = hashlib.sha256(json.dumps([gen_items, general_text(), SYSTEM, config.general_max_new_tokens,
+                                     engine.base.id.sha256]).encode()).hexdigest()[:16]
+    path = cache / f"base-general-{key}.json" if cache else None
+    if path is not None and path.exists():
+        d = json.loads(path.read_text())
+        return Score(d["accuracy"], d["correct"], d["total"], d["prompt_tokens"], d["wrong"]), d["perplexity"]
+    s = score(engine, gen_items, adapter=None, max_new_tokens=config.general_max_new_tokens,
+              batch_size=config.eval_batch_size)
+    ppl = perplexity(engine, general_text(), adapter=None)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"accuracy": s.accuracy, "correct": s.correct, "total": s.total,
+                                    "prompt_tokens": s.prompt_tokens, "wrong": s.wrong, "perplexity": ppl}))
+    return s, ppl
+
+
+def evaluate(engine: Engine, adapter: str | None, probe: list[ProbeItem], old_probe: list[ProbeItem],
+             chunks: list[dict[str, str]], config: Any, *, baselines: bool = True,
+             cache: Path | None = None) -> dict[str, Any]:
+    """Every metric of one adapter (or of the base model when ``adapter`` is None)."""
+    kw = {"max_new_tokens": config.max_new_tokens, "batch_size": config.eval_batch_size}
+    gen_items = [(g["question"], g["answers"]) for g in general_probe()]
+    recall = score(engine, [(p.question, p.answers) for p in probe], adapter=adapter, **kw)
+    retention = score(engine, [(p.question, p.answers) for p in old_probe], adapter=adapter, **kw)
+    general = score(engine, gen_items, adapter=adapter, max_new_tokens=config.general_max_new_tokens,
+                    batch_size=config.eval_batch_size)
+    out: dict[str, Any] = {
+        "recall": recall.accuracy,
+        "retention": retention.accuracy,
+        "general_score": general.accuracy,
+        "perplexity": perplexity(engine, general_text(), adapter=adapter),
+        "adapter_prompt_tokens": recall.prompt_tokens,
+        "probe_questions": recall.total,
+        "retention_questions": retention.total,
+        "general_questions": general.total,
+        "recall_misses": recall.wrong[:20],
+    }
+    if baselines:
+        base_recall = score(engine, [(p.question, p.answers) for p in probe], adapter=None, **kw)
+        base_gen, base_ppl = base_general(engine, config, cache)
+        rag = retrieval(engine, chunks, probe, top_k=config.rag_top_k, **kw)
+        rag1 = retrieval(engine, chunks, probe, top_k=1, **kw)
+        out.update({
+            "base_recall": base_recall.accuracy,
+            "base_general_score": base_gen.accuracy,
+            "base_perplexity": base_ppl,
+            "rag_recall": rag.accuracy,
+            "rag_prompt_tokens": rag.prompt_tokens,
+            "rag_top_k": config.rag_top_k,
+            "rag1_recall": rag1.accuracy,
+            "rag1_prompt_tokens": rag1.prompt_tokens,
+        })
+    return out

@@ -1,0 +1,312 @@
+"""Train one team's adapter: read top to bottom.
+
+    base model -> where we start (current adapter or scratch) -> collect signed events -> examples
+    -> LoRA on the base (or continue the current adapter) -> the loop (checkpoints, resume)
+    -> evaluate -> gates -> registry (published, or rejected with the reason)
+
+Everything configurable is in ``TrainConfig`` and is written into the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from engram_sdk._config import Settings
+from engram_sdk._exceptions import GateFailed, TrainingError
+from engram_sdk._store import EventStore
+
+from . import base as base_model
+from . import dataset as D
+from .config import TrainConfig
+from .evaluate import evaluate, replay_prompts
+from .infer import Engine, chat_ids, generate, prompt_ids
+from .registry import MANIFEST_FORMAT, Registry, Version
+
+
+@dataclass
+class Progress:
+    step: int
+    total: int
+    loss: float
+    tokens_per_s: float
+
+
+@dataclass
+class RunResult:
+    version: Version
+    published: bool
+    reasons: list[str]
+    metrics: dict[str, Any]
+    resumed_from_step: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def train(
+    team_id: str,
+    *,
+    store: EventStore,
+    settings: Settings,
+    config: TrainConfig | None = None,
+    from_scratch: bool = False,
+    operator_probe: list[dict[str, Any]] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    raise_on_gate: bool = False,
+) -> RunResult:
+    config = config or TrainConfig()
+    import torch
+
+    # --- 1. the base model (once per process) ----------------------------------------------------
+    base = base_model.load(settings.base_model, settings.home)
+    threads = base_model.set_threads(config.threads) if base.device == "cpu" else 0
+    tok = base.tokenizer
+    registry = Registry(store, settings.adapters_dir)
+
+    # --- 2. where this run starts: the team's current adapter, or nothing ---------------------------
+    previous = None if from_scratch else registry.current(team_id)
+    if previous is not None and previous.manifest["base_model"]["sha256"] != base.id.sha256:
+        raise TrainingError(f"the current adapter of {team_id} was trained on another base model; "
+                            "use --from-scratch")
+    since = previous.manifest["watermark"] if previous else None
+
+    # --- 3. the data: verified, visible, not deleted ---------------------------------------------------
+    col = D.collect(store, team_id, since=None if from_scratch else since, allow_restricted=config.allow_restricted)
+    if previous is not None and not col.changed:
+        raise TrainingError(f"nothing new for team {team_id} since version {previous.version}")
+    ds = D.build(col, tok, config, continual=previous is not None, operator_probe=operator_probe)
+    if not ds.examples:
+        raise TrainingError(f"team {team_id} has no trainable content ({_why_empty(col)})")
+    rag_chunks = D.page_chunks(col, tok, config.rag_chunk_tokens)
+
+    # --- 4. examples -> token ids: new content, replay of earlier content, replay of general answers ---
+    rng = random.Random(config.seed)
+    replay_old = rng.sample(ds.replay, min(len(ds.replay), round(config.replay_old * len(ds.replay))))
+    general = _general_replay(base, settings.home, config)
+    n_general = round(config.replay_general * (len(ds.examples) + len(replay_old)))
+    general = [general[i % len(general)] for i in range(n_general)] if general else []
+    rows = [chat_ids(tok, m, config.max_len) for m in ds.examples + replay_old + general]
+    schedule = _schedule(rows, config)
+
+    # --- 5. the model: a new LoRA on the base, or the current adapter continued ---------------------
+    from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    torch.manual_seed(config.seed)
+    if previous is None:
+        n_layers = base.model.config.num_hidden_layers
+        layers = list(range(max(0, n_layers - config.top_layers), n_layers)) if config.top_layers else None
+        lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                          target_modules=list(config.target_modules), layers_to_transform=layers,
+                          task_type="CAUSAL_LM")
+        model = get_peft_model(base.model, lora)
+    else:
+        model = PeftModel.from_pretrained(base.model, str(previous.path), is_trainable=True)
+    try:
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        total = len(schedule)
+
+        def lr_at(step: int) -> float:  # linear warmup, then linear decay to 10% of the peak
+            if step < config.warmup_steps:
+                return config.lr * (step + 1) / config.warmup_steps
+            frac = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
+            return config.lr * (1.0 - 0.9 * frac)
+
+        # --- 6. the loop; a checkpoint every few steps so a killed run resumes where it stopped ---
+        run_key = hashlib.sha256(json.dumps([ds.digest(), config.digest(), base.id.sha256,
+                                             previous.version if previous else 0]).encode()).hexdigest()[:16]
+        work = registry.work_dir(team_id) / run_key
+        ckpt = work / "checkpoint.pt"
+        step, losses, resumed_from, tokens_seen, seconds = 0, [], 0, 0, 0.0
+        if ckpt.exists():
+            state = torch.load(ckpt, weights_only=False)
+            set_peft_model_state_dict(model, state["lora"])
+            optimizer.load_state_dict(state["optimizer"])
+            step, losses, tokens_seen, seconds = state["step"], state["losses"], state["tokens"], state["seconds"]
+            resumed_from = step
+        model.train()
+        t0 = time.perf_counter() - seconds
+        while step < total:
+            ids, mask = _batch(rows, schedule[step], tok.pad_token_id, base.device)
+            for g in optimizer.param_groups:
+                g["lr"] = lr_at(step)
+            loss = _target_loss(model, ids, mask)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(round(loss.item(), 4))
+            tokens_seen += int((mask >= 0).sum())
+            elapsed = time.perf_counter() - t0
+            if on_progress:
+                on_progress(Progress(step, total, losses[-1], tokens_seen / max(elapsed, 1e-9)))
+            if step % config.checkpoint_every == 0 and step < total:
+                work.mkdir(parents=True, exist_ok=True)
+                tmp = ckpt.with_suffix(".tmp")
+                torch.save({"lora": get_peft_model_state_dict(model), "optimizer": optimizer.state_dict(),
+                            "step": step, "losses": losses, "tokens": tokens_seen, "seconds": elapsed,
+                            "config": config.to_dict()}, tmp)
+                tmp.replace(ckpt)
+        train_seconds = time.perf_counter() - t0
+        model.eval()
+        staging = registry.team_root(team_id) / f".staging-{run_key}"
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(str(staging))
+    finally:
+        # Take the LoRA layers out again: the base model is shared by everything in this process.
+        base.model = model.unload() if hasattr(model, "unload") else base.model
+        base.model.eval()
+
+    # --- 7. evaluate: recall, retention, general, perplexity, retrieval baseline --------------------
+    engine = Engine(base)
+    try:
+        engine.load("candidate", staging)
+        metrics = evaluate(engine, "candidate", ds.probe, ds.old_probe, rag_chunks, config,
+                           cache=settings.home / "models" / base.id.sha256[:16])
+    finally:
+        engine.close()
+    metrics.update({
+        "train_seconds": round(train_seconds, 1),
+        "train_tokens": tokens_seen,
+        "tokens_per_s": round(tokens_seen / max(train_seconds, 1e-9), 1),
+        "steps": total,
+        "threads": threads,
+        "final_loss": losses[-1] if losses else None,
+        "adapter_bytes": (staging / "adapter_model.safetensors").stat().st_size,
+    })
+
+    # --- 8. gates, then the registry: published, or kept as rejected with the reason -----------------
+    reasons = gate(metrics, config, previous)
+    in_weights = sorted(set(ds.entities) | set(previous.manifest.get("entities_in_weights", []) if previous else []))
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "team_id": team_id,
+        "parent_version": previous.version if previous else None,
+        "from_scratch": previous is None,
+        "base_model": base.id.to_dict(),
+        "watermark": col.watermark,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config.to_dict(),
+        "generation": D.GENERATION,
+        "events": col.stats(),
+        "dataset": {**ds.stats(), "general_replay_examples": len(general), "old_replay_examples": len(replay_old),
+                    "digest": ds.digest()},
+        "entities": ds.entities,
+        "entities_in_weights": in_weights,
+        "metrics": metrics,
+        "gates": {"passed": not reasons, "reasons": reasons},
+        "losses": losses[:: max(1, len(losses) // 50)],
+    }
+    with open(staging / "probe.jsonl", "w") as f:
+        for p in ds.probe + ds.old_probe:
+            f.write(json.dumps(p.to_dict()) + "\n")
+    version = registry.add(team_id, staging, manifest, publish=not reasons, reason="; ".join(reasons) or None)
+    shutil.rmtree(work, ignore_errors=True)
+    if reasons and raise_on_gate:
+        raise GateFailed(f"version {version.version} was not published: {'; '.join(reasons)}")
+    return RunResult(version, not reasons, reasons, metrics, resumed_from, manifest["dataset"])
+
+
+def gate(metrics: dict[str, Any], config: TrainConfig, previous: Version | None) -> list[str]:
+    """Why the candidate must not be published (empty: publish it)."""
+    reasons = []
+    recall = metrics.get("recall")
+    if recall is not None and recall < config.min_recall:
+        reasons.append(f"recall {recall:.2f} is below the minimum {config.min_recall:.2f}")
+    general, base_general = metrics.get("general_score"), metrics.get("base_general_score")
+    if general is not None and base_general is not None and general < base_general - config.general_tolerance:
+        reasons.append(f"general score {general:.2f} is below the base model's {base_general:.2f} "
+                       f"minus {config.general_tolerance:.2f}")
+    retention = metrics.get("retention")
+    if previous is not None and retention is not None:
+        ref = previous.manifest.get("metrics", {}).get("recall") or 0.0
+        if retention < ref - config.retention_tolerance:
+            reasons.append(f"retention {retention:.2f} is below the previous version's recall {ref:.2f} "
+                           f"minus {config.retention_tolerance:.2f}")
+    return reasons
+
+
+def _why_empty(col: D.Collected) -> str:
+    parts = [f"{col.events_read} events read"]
+    if col.rejected:
+        parts.append(f"{sum(col.rejected.values())} failed verification")
+    if col.restricted_skipped:
+        parts.append(f"{col.restricted_skipped} restricted")
+    return ", ".join(parts)
+
+
+def _schedule(rows: list[tuple[list[int], list[int]]], config: TrainConfig) -> list[list[int]]:
+    """Every step's example indices for the whole run, fixed by the seed (so a resumed run takes
+    the same batches). Each epoch is shuffled, then grouped by length to waste little padding."""
+    rng = random.Random(config.seed)
+    n = len(rows)
+    steps_total = math.ceil(config.epochs * n / config.batch_size)
+    out: list[list[int]] = []
+    while len(out) < steps_total:
+        order = list(range(n))
+        rng.shuffle(order)
+        group = config.batch_size * 8
+        batches = []
+        for g in range(0, n, group):
+            chunk = sorted(order[g : g + group], key=lambda i: len(rows[i][0]))
+            batches += [chunk[b : b + config.batch_size] for b in range(0, len(chunk), config.batch_size)]
+        rng.shuffle(batches)
+        out += batches
+    return out[:steps_total]
+
+
+def _batch(rows: list[tuple[list[int], list[int]]], idx: list[int], pad: int, device: str) -> tuple[Any, Any]:
+    """Right-padded ids and a mask: 1 = target token, 0 = context, -1 = padding."""
+    import torch
+
+    width = max(len(rows[i][0]) for i in idx)
+    ids = torch.full((len(idx), width), pad, dtype=torch.long)
+    mask = torch.full((len(idx), width), -1, dtype=torch.long)
+    for r, i in enumerate(idx):
+        x, m = rows[i]
+        ids[r, : len(x)] = torch.tensor(x)
+        mask[r, : len(m)] = torch.tensor(m)
+    return ids.to(device), mask.to(device)
+
+
+def _target_loss(model: Any, ids: Any, mask: Any) -> Any:
+    """Mean next-token loss over target tokens. The output layer (49k x 576 for SmolLM2) runs only
+    on the positions that are scored, not on every token: a third of the work on short QA examples."""
+    import torch
+
+    inner = model.get_base_model()
+    hidden = inner.get_decoder()(input_ids=ids, attention_mask=(mask >= 0).long()).last_hidden_state
+    scored = mask[:, 1:] == 1
+    logits = inner.get_output_embeddings()(hidden[:, :-1][scored])
+    return torch.nn.functional.cross_entropy(logits.float(), ids[:, 1:][scored])
+
+
+def _general_replay(base: base_model.BaseModel, home: Path, config: TrainConfig) -> list[list[dict[str, str]]]:
+    """Self-distillation replay: the base model's own answers to general prompts (never the probe's
+    questions), cached per base model under ENGRAM_HOME/models."""
+    if config.replay_general <= 0:
+        return []
+    shipped = Path(__file__).parent / "data" / f"general_replay.{base.id.sha256[:16]}.jsonl"
+    path = shipped if shipped.exists() else home / "models" / base.id.sha256[:16] / "general-replay.jsonl"
+    if path.exists():
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    prompts = replay_prompts()
+    tok = base.tokenizer
+    answers = generate(base.model, tok, [prompt_ids(tok, p) for p in prompts], max_new_tokens=96,
+                       batch_size=config.eval_batch_size, device=base.device)
+    out = [[{"role": "user", "content": p}, {"role": "assistant", "content": a}]
+           for p, (a, n) in zip(prompts, answers) if a and n < 96]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(m) + "\n" for m in out))
+    tmp.replace(path)
+    return out

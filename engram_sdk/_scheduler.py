@@ -337,6 +337,10 @@ class Scheduler:
         self._training: set[str] = set()  # training job ids a sleep run of ours waits for
         self._aps: Any = None
         self._renewed = 0.0
+        # Held for a whole tick. APScheduler's shutdown(wait=True) holds its job-store lock while it
+        # waits for running jobs, and a tick needs that lock (get_jobs): shutting down while a tick
+        # runs would deadlock, so shutdown first waits for the tick under this lock.
+        self._tick_lock = threading.Lock()
 
     # --- life cycle -------------------------------------------------------------------------------
 
@@ -392,6 +396,8 @@ class Scheduler:
                 Jobs(self.store).cancel(job_id)
             except EngramError as exc:
                 log.warning("could not cancel training job %s: %s", job_id, exc)
+        with self._tick_lock:  # a running tick finishes; later ones see _stopping and return
+            pass
         if self._aps is not None and self._aps.running:
             self._aps.shutdown(wait=True)
         if release:
@@ -420,6 +426,11 @@ class Scheduler:
     # --- the tick ---------------------------------------------------------------------------------
 
     def _tick(self) -> None:
+        with self._tick_lock:
+            if not self._stopping.is_set():
+                self._tick_once()
+
+    def _tick_once(self) -> None:
         try:
             if not _renew(self.store, self.owner, self.config.lease):
                 held = lock_info(self.store)

@@ -2,7 +2,8 @@
 
 **Receiver** (``WebhookReceiver``, an ASGI app): ``POST /webhooks/<connection>`` hands the raw
 request to the connection's ``Connector.handle_webhook``, which verifies the platform's signature
-scheme (raising ``WebhookError`` -> 401) and returns the entity ids to refetch. The receiver writes
+scheme (raising ``WebhookError`` -> 401 ``{"error": reason, "message": ...}``) and returns the
+entity ids to refetch. The receiver writes
 them to the ``webhook_queue`` table and answers at once (202 unless the connector asks for a
 handshake answer); it never calls the platform itself.
 
@@ -272,7 +273,8 @@ class WebhookReceiver:
 
         conn = self.connections.find(name)
         if conn is None:
-            return JSONResponse({"error": WebhookError.UNKNOWN_CONNECTION}, 404)
+            return JSONResponse({"error": WebhookError.UNKNOWN_CONNECTION, "message": f"no connection named {name!r}"},
+                                404)
         try:
             connector = open_connector(conn, self.secrets, store=self.store, cls=self.connector_cls)
         except EngramError as exc:
@@ -282,7 +284,9 @@ class WebhookReceiver:
             result: WebhookResult = connector.handle_webhook(req)
         except WebhookError as exc:
             log.warning("webhook for %s rejected: %s", name, exc.reason)
-            return JSONResponse({"error": exc.reason}, 401)
+            # The reason word for machines, the connector's message for the person reading the
+            # platform's delivery log (messages name headers and checks, never secrets).
+            return JSONResponse({"error": exc.reason, "message": str(exc)}, 401)
         except NotImplementedError:
             return JSONResponse({"error": "webhooks_not_supported"}, 404)
         finally:

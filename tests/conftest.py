@@ -5,6 +5,9 @@
   scratch database on the server named by ENGRAM_TEST_POSTGRES_URL, default the local test server).
   PostgreSQL being down fails those tests: CI starts it, and a skipped backend proves nothing.
 - ``keyring`` / ``signer``: a real Ed25519 keyring for team "acme".
+- ``tiny_model``: a tiny random transformers model (the real tokenizer), built once per session, for
+  tests that run the server's inference or training without the real base model. tests/training
+  has its own (another seed).
 """
 
 from __future__ import annotations
@@ -52,3 +55,10 @@ def keyring(tmp_path: Path) -> Keyring:
 def trusting_store(store: EventStore, keyring: Keyring) -> EventStore:
     store.trust(load_key_set(keyring.export_public()))
     return store
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from engram_training.base import make_tiny
+
+    return make_tiny(tmp_path_factory.mktemp("tiny-model"), seed=3)

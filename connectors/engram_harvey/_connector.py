@@ -34,7 +34,7 @@ from engram_sdk._connector import Account, Connector, ConnectorContext, Containe
 from engram_sdk._exceptions import AuthError, ConnectorError, PermissionDenied
 
 from ._assumptions import ASSUMPTIONS, AUDIT_MAX_TAKE, HISTORY_LOOKBACK_DAYS, HISTORY_OVERLAP_SECONDS, WHOAMI_ORG_FIELDS
-from ._client import HarveyClient
+from ._client import HarveyClient, harvey_limiter
 from ._normalize import (
     CellMemory,
     chain_id,
@@ -71,6 +71,10 @@ class HarveyConfig(BaseModel):
         description="mark queries restricted to their asker and Vault content to the people it is shared "
         "with, as Harvey shows them (the trainer then leaves them out unless allow_restricted); by default "
         "the scope's matters and projects are the access boundary",
+    )
+    rate_limits: dict[str, int] = Field(
+        default_factory=dict, description="override Harvey's per-minute limits by category, e.g. {'vault': 600} "
+        "(a sandbox with demo-sized budgets); the defaults are Harvey's documented ones"
     )
     audit_dir: str | None = Field(
         None, description="where audit logs are kept for the operator (default ENGRAM_HOME/audit/harvey)"
@@ -132,6 +136,7 @@ class HarveyConnector(Connector[HarveyConfig, HarveyCheckpoint]):
                 base_url=self.config.base_url,
                 clock=self.ctx.clock,
                 verify=self.ctx.http.get("verify", True),
+                limiter=harvey_limiter(self.ctx.clock, self.config.rate_limits) if self.config.rate_limits else None,
             )
         return self._client
 

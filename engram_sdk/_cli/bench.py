@@ -217,3 +217,94 @@ def bench_serve(
         console.print(f"{k:>2} adapter(s) in rotation: {r['qps']} queries/s, p50 {r['p50_ms']} ms, "
                       f"p95 {r['p95_ms']} ms ({r['cache_misses']} cache misses)")
     console.print(f"8 adapters vs 1: {result['rotation_8_vs_1']} of the queries/s (target >= 0.9)")
+
+
+def _recipe(pairs: list[str]) -> dict[str, Any]:
+    """The demo's training recipe with ``--set`` overrides."""
+    from .._demo import DEMO_TRAINING
+    from ._common import fail
+
+    parse = _optional("engram_training.config", "train").parse_overrides
+    try:
+        given = parse(pairs)
+    except ValueError as exc:
+        fail(str(exc))
+    continual = {k: v for k, v in DEMO_TRAINING.get("continual", {}).items() if k not in given}
+    return {**DEMO_TRAINING, **given, "continual": continual}  # --set applies to both runs
+
+
+@bench_app.command("demo")
+def bench_demo(
+    home: Path = typer.Option(None, "--home", help="Time a run in this demo home (a rerun when it holds one); "
+                                                  "default: a fresh temporary home, i.e. a first run."),
+    setting: list[str] = typer.Option([], "--set", help="Override a setting of the demo's training recipe "
+                                                        "(repeatable), e.g. --set epochs=3."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Time `engram demo` end to end: seconds, and how many of its questions the adapter answered right."""
+    _optional("engram_training.train", "train")
+    from .demo import run_demo
+
+    with tempfile.TemporaryDirectory(prefix="engram-bench-demo-") as tmp:
+        t0 = time.perf_counter()
+        report = run_demo(home or Path(tmp) / "demo", quiet=as_json, training=_recipe(setting))
+        seconds = time.perf_counter() - t0
+    edit = report.get("edit") or {}
+    result = {
+        "seconds": round(seconds, 1),
+        "answers_correct": report["answers_correct"],
+        "answers_total": report["answers_total"],
+        "edited_fact_correct": bool((edit.get("answer") or {}).get("correct")),
+        "rag_answers_correct": sum(bool(a.get("rag_correct")) for a in report["answers"]),
+        "adapter_prompt_tokens": [a["prompt_tokens"] for a in report["answers"]],
+        "rag_prompt_tokens": [a["rag_prompt_tokens"] for a in report["answers"]],
+        "gate_failures": report["gate_failures"],
+        "trained": report["trained"],
+        "new_events": report["synced"],
+        "timings": report["timings"],
+    }
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"demo: {result['seconds']} s; {result['answers_correct']}/{result['answers_total']} answers correct "
+                  f"(retrieval: {result['rag_answers_correct']}); edited fact correct: {result['edited_fact_correct']}")
+
+
+@bench_app.command("freshness")
+def bench_freshness(
+    directory: Path = typer.Option(None, "--dir", help="Keep the two runs' homes here (default: a temporary "
+                                                       "directory); it must be empty."),
+    setting: list[str] = typer.Option([], "--set", help="Override a setting of the demo's training recipe "
+                                                        "(repeatable), e.g. --set epochs=3."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """From an edit of one fact in the Notion sandbox to the first correct answer from the team adapter
+    (webhook -> queue -> event -> continual update), and the update's cost at 1x and 10x the workspace."""
+    _optional("engram_training.train", "train")
+    from .._demo import DemoError, measure_freshness
+    from ._common import fail
+
+    say = (lambda m: None) if as_json else (lambda m: console.print(m, highlight=False))
+    with tempfile.TemporaryDirectory(prefix="engram-bench-freshness-") as tmp:
+        root = directory or Path(tmp)
+        if root.exists() and any(root.iterdir()):
+            fail(f"{root} is not empty: the measurement needs fresh homes")
+        try:
+            with progress() as bar:
+                result = measure_freshness(root, scale=10, say=say, progress=bar, training=_recipe(setting))
+        except DemoError as exc:
+            fail(f"freshness: {exc}")
+    if as_json:
+        emit_json(result)
+        return
+    got = result["seconds_to_correct_answer"]
+    when = f"{got:.1f} s" if got is not None else "not correct after the update"
+    console.print(f"edit -> first correct answer: {when} (target <= 300 s); answer {result['x1'].get('answer')!r}")
+    for size in ("1x", "10x"):
+        r = result[f"x{size[:-1]}"]
+        if r["update_seconds"] is None:
+            console.print(f"[red]at {size} the update was not measured[/red]: {'; '.join(r['gate_failures'])}")
+    if result["update_ratio"] is not None:
+        console.print(f"continual update: {result['update_seconds_1x']:.1f} s at 1x ({result['events_1x']} events), "
+                      f"{result['update_seconds_10x']:.1f} s at 10x ({result['events_10x']} events): "
+                      f"ratio {result['update_ratio']} (1.0 = independent of the workspace size)")

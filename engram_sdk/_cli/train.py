@@ -101,13 +101,14 @@ def train_cmd(
                    "resumed_from_step": r.resumed_from_step,
                    **{k: m.get(k) for k in ("recall", "retention", "general_score", "base_general_score",
                                             "rag_recall", "rag_prompt_tokens", "adapter_prompt_tokens",
-                                            "train_seconds", "tokens_per_s")}}
+                                            "train_seconds", "tokens_per_s", "scale")}}
             results.append(row)
             if not as_json:
                 state = "published" if r.published else "NOT published (" + "; ".join(r.reasons) + ")"
                 console.print(f"{tid}: version {r.version.version} {state}; recall {_pct(m.get('recall'))} "
                               f"(retrieval {_pct(m.get('rag_recall'))}), general {_pct(m.get('general_score'))} "
-                              f"(base {_pct(m.get('base_general_score'))}), {m.get('train_seconds')} s")
+                              f"(base {_pct(m.get('base_general_score'))}), {m.get('train_seconds')} s"
+                              + (f", update scaled to {m['scale']}" if m.get("scale", 1.0) != 1.0 else ""))
     if as_json:
         emit_json(results[0] if team else {"teams": results})
     if team and results and not results[0].get("published", True):
@@ -344,5 +345,5 @@ def bench_train(
         return
     for k in ("adapter_recall", "rag_recall", "rag1_recall", "base_recall", "retention", "general_score",
               "base_general_score", "adapter_prompt_tokens", "rag_prompt_tokens", "train_seconds", "tokens_per_s",
-              "wall_seconds", "adapter_bytes"):
+              "wall_seconds", "adapter_bytes", "scale"):
         console.print(f"{k:>22}  {out[k]}")

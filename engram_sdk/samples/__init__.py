@@ -14,7 +14,7 @@ from .._records import Document, Edit, Thread, Tombstone, parse_record
 from .._signing import Keyring
 from .._store import AppendResult, EventStore
 
-__all__ = ["SOURCES", "ingest", "load_records", "sign_records"]
+__all__ = ["SOURCES", "ingest", "load_records", "sign_records", "text_blocks"]
 
 Record = Document | Thread | Edit | Tombstone
 
@@ -42,3 +42,28 @@ def ingest(store: EventStore, keyring: Keyring, *, team_id: str, records: list[R
     """Sign a sample workspace's records for ``team_id`` and append them to the store."""
     return store.append(sign_records(records if records is not None else load_records(name), keyring,
                                      team_id=team_id))
+
+
+def text_blocks(text: str) -> list[tuple[str, str]]:
+    """A record's text as the blocks a person would have typed: ``("bullet", line)`` for each
+    ``- item`` line and ``("paragraph", text)`` for each run of wrapped lines (joined with spaces).
+    The sandboxes' Kestrel workspaces render these in each platform's own format."""
+    out: list[tuple[str, str]] = []
+    para: list[str] = []
+
+    def flush() -> None:
+        if para:
+            out.append(("paragraph", " ".join(para)))
+            para.clear()
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            flush()
+        elif line.startswith("- "):
+            flush()
+            out.append(("bullet", line[2:].strip()))
+        else:
+            para.append(line)
+    flush()
+    return out

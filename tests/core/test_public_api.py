@@ -32,3 +32,10 @@ def test_client_module_surface():
 
     assert {"EngramClient", "AsyncEngramClient", "APIError", "Forbidden", "Unauthorized"} <= set(client.__all__)
     assert all(hasattr(client, n) for n in client.__all__)
+
+
+def test_scheduler_module_surface():
+    import engram_sdk.scheduler as scheduler
+
+    assert {"Scheduler", "ScheduleConfig", "SchedulerLocked", "list_jobs", "request"} <= set(scheduler.__all__)
+    assert all(hasattr(scheduler, n) for n in scheduler.__all__)

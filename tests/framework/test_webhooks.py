@@ -125,7 +125,7 @@ def test_bad_signature_is_refused_with_401(hooked) -> None:
     h, receiver = hooked
     headers = {**signed(secret="whsec_" + "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldA==")}
     r = httpx.post(f"{receiver.url}/webhooks/ex", content=BODY, headers=headers)
-    assert r.status_code == 401 and r.json() == {"error": "no_match"}
+    assert r.status_code == 401 and r.json()["error"] == "no_match"
     assert h.queue().counts("ex")["pending"] == 0
 
 

@@ -19,13 +19,6 @@ TINY_TRAINING = {"min_recall": 0.0, "general_tolerance": 1.0, "retention_toleran
                  "max_new_tokens": 4, "rank": 4, "alpha": 8, "checkpoint_every": 1000, "replay_general": 0.0}
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from engram_training.base import make_tiny
-
-    return make_tiny(tmp_path_factory.mktemp("tiny-model"), seed=3)
-
-
 @dataclass
 class Deployment:
     settings: Settings

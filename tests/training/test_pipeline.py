@@ -172,3 +172,34 @@ def test_no_trainable_content_is_a_clear_error(team_env):
         doc, team_id="kestrel", connection_id="c", source="notion://workspace/w")])
     with pytest.raises(TrainingError, match="no trainable content.*1 restricted"):
         _train(team_env)
+
+
+def test_scaled_updates_are_tried_when_a_gate_fails_and_recorded(team_env):
+    from safetensors.torch import load_file
+
+    from engram_training.train import _scale_update
+
+    _ingest(team_env, ["np-charter"])
+    result = _train(team_env, min_recall=0.99, scales=[0.5, 0.25])
+    assert not result.published
+    trials = result.metrics["scale_trials"]
+    assert [t["scale"] for t in trials] == [0.5, 0.25]  # each tried, none passed the recall gate
+    assert all({"recall", "general_score"} <= set(t) for t in trials)
+    assert result.metrics["scale"] == 1.0  # the rejected version keeps the update as trained
+
+    src = result.version.path
+    full = load_file(str(src / "adapter_model.safetensors"))
+    _scale_update(src, team_env.settings.home / "half", 0.5)
+    half = load_file(str(team_env.settings.home / "half" / "adapter_model.safetensors"))
+    assert full.keys() == half.keys()
+    for k, v in full.items():
+        expected = v * 0.5 if "lora_B" in k else v
+        assert (half[k] - expected).abs().max().item() == 0.0, k
+
+
+def test_scales_parse_as_numbers_and_are_validated():
+    from engram_training.config import parse_overrides
+
+    assert parse_overrides(["scales=0.75,0.5"]) == {"scales": [0.75, 0.5]}
+    with pytest.raises(ValueError, match="scales"):
+        TrainConfig(scales=[1.5])

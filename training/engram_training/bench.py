@@ -79,6 +79,8 @@ def run(config: TrainConfig, *, phases: int = 2, models_cache: Path | None = Non
                               / max(1e-9, sum(r.metrics["train_seconds"] for r in runs)), 1),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "adapter_bytes": m.get("adapter_bytes"),
+        "scale": m.get("scale"),
+        "scale_trials": m.get("scale_trials"),
         "published": [r.published for r in runs],
         "gate_reasons": [r.reasons for r in runs],
         "versions": len(runs),

@@ -43,6 +43,9 @@ class TrainConfig:
     seed: int = 1234  # seeds shuffling, holdout choice, LoRA init
     threads: int = 0  # CPU threads (0: all cores, or 1 when the machine is already oversubscribed)
     checkpoint_every: int = 25  # steps between resumable checkpoints
+    # update scales tried, in order, when the full update fails a gate (1.0 = as trained; e.g.
+    # [0.75, 0.5]): the first that passes is published. Trades recall for less forgetting.
+    scales: list[float] = field(default_factory=list)
     # --- evaluation ---
     max_new_tokens: int = 32  # answer length when evaluating
     general_max_new_tokens: int = 24  # answer length for the general-knowledge probe
@@ -66,6 +69,8 @@ class TrainConfig:
             raise ValueError("epochs must be positive and batch_size at least 1")
         if self.holdout_per_fact < 0 or self.train_questions_per_fact < 1:
             raise ValueError("holdout_per_fact must be >= 0 and train_questions_per_fact >= 1")
+        if any(not 0.0 < x <= 1.0 for x in self.scales):
+            raise ValueError("scales must lie in (0, 1]")
         if not self.target_modules:
             raise ValueError("target_modules must name at least one module")
 
@@ -76,7 +81,7 @@ class TrainConfig:
         """Identifies what the weights depend on (data and optimisation settings, not evaluation or
         gates): a rerun with the same digest resumes the same run's checkpoint."""
         skip = {"checkpoint_every", "threads", "max_new_tokens", "general_max_new_tokens", "eval_batch_size", "rag_top_k",
-                "rag_chunk_tokens", "min_recall", "general_tolerance", "retention_tolerance"}
+                "rag_chunk_tokens", "scales", "min_recall", "general_tolerance", "retention_tolerance"}
         body = {k: v for k, v in self.to_dict().items() if k not in skip}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -103,7 +108,8 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             raise ValueError(f"unknown setting {key!r}: use NAME=VALUE with one of {', '.join(sorted(types))}")
         kind = str(types[key])
         if "list" in kind:
-            out[key] = [v.strip() for v in value.split(",") if v.strip()]
+            items = [v.strip() for v in value.split(",") if v.strip()]
+            out[key] = [float(v) for v in items] if "float" in kind else items
         elif kind == "bool":
             out[key] = value.lower() in ("1", "true", "yes", "on")
         elif kind == "int":

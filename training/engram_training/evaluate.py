@@ -81,20 +81,25 @@ def perplexity(engine: Engine, text: str, *, adapter: str | None) -> float:
     return float(math.exp(loss.item()))
 
 
-def retrieval(engine: Engine, chunks: list[dict[str, str]], probe: list[ProbeItem], *, top_k: int,
-              max_new_tokens: int, batch_size: int) -> Score:
-    """The base model with the top-k BM25 chunks in its prompt."""
+def retrieval_contexts(chunks: list[dict[str, str]], questions: list[str], *, top_k: int) -> list[str]:
+    """What the retrieval baseline puts in the prompt for each question: the top-k BM25 chunks."""
     import bm25s
 
-    if not probe or not chunks:
-        return Score(None, 0, len(probe), 0.0, [])
     corpus = [c["text"] for c in chunks]
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
     k = min(top_k, len(corpus))
-    hits, _ = retriever.retrieve(bm25s.tokenize([p.question for p in probe], stopwords="en", show_progress=False),
+    hits, _ = retriever.retrieve(bm25s.tokenize(questions, stopwords="en", show_progress=False),
                                  k=k, show_progress=False)
-    contexts = ["\n\n".join(corpus[int(j)] for j in row) for row in hits]
+    return ["\n\n".join(corpus[int(j)] for j in row) for row in hits]
+
+
+def retrieval(engine: Engine, chunks: list[dict[str, str]], probe: list[ProbeItem], *, top_k: int,
+              max_new_tokens: int, batch_size: int) -> Score:
+    """The base model with the top-k BM25 chunks in its prompt."""
+    if not probe or not chunks:
+        return Score(None, 0, len(probe), 0.0, [])
+    contexts = retrieval_contexts(chunks, [p.question for p in probe], top_k=top_k)
     return score(engine, [(p.question, p.answers) for p in probe], adapter=None, contexts=contexts,
                  max_new_tokens=max_new_tokens, batch_size=batch_size)
 

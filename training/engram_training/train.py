@@ -41,6 +41,15 @@ class Progress:
     tokens_per_s: float
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """Caps that make a continual run's cost depend on its new events, not on the workspace size
+    (None: no cap, the recipe's shares of the whole workspace as in ``TrainConfig``)."""
+
+    replay_per_example: int | None = None  # earlier examples replayed per new example, at most
+    retention_questions: int | None = None  # retention probe questions asked, at most (a fixed sample)
+
+
 @dataclass
 class RunResult:
     version: Version
@@ -61,8 +70,12 @@ def train(
     operator_probe: list[dict[str, Any]] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     raise_on_gate: bool = False,
+    bounds: Bounds | None = None,
 ) -> RunResult:
+    """Train, evaluate and register one version of ``team_id``'s adapter (see the module docstring).
+    ``bounds`` caps what a continual run replays and re-asks, so its cost follows the new events."""
     config = config or TrainConfig()
+    bounds = bounds or Bounds()
     import torch
 
     # --- 1. the base model (once per process) ----------------------------------------------------
@@ -89,7 +102,12 @@ def train(
 
     # --- 4. examples -> token ids: new content, replay of earlier content, replay of general answers ---
     rng = random.Random(config.seed)
-    replay_old = rng.sample(ds.replay, min(len(ds.replay), round(config.replay_old * len(ds.replay))))
+    n_replay = min(len(ds.replay), round(config.replay_old * len(ds.replay)))
+    if bounds.replay_per_example is not None:
+        n_replay = min(n_replay, bounds.replay_per_example * len(ds.examples))
+    replay_old = rng.sample(ds.replay, n_replay)
+    if bounds.retention_questions is not None and len(ds.old_probe) > bounds.retention_questions:
+        ds.old_probe = random.Random(config.seed).sample(ds.old_probe, bounds.retention_questions)
     general = _general_replay(base, settings.home, config)
     n_general = round(config.replay_general * (len(ds.examples) + len(replay_old)))
     general = [general[i % len(general)] for i in range(n_general)] if general else []
@@ -172,6 +190,25 @@ def train(
         engine.load("candidate", staging)
         metrics = evaluate(engine, "candidate", ds.probe, ds.old_probe, rag_chunks, config,
                            cache=settings.home / "models" / base.id.sha256[:16])
+        # If the full update forgets too much, try it scaled down (interpolating toward the base
+        # model in weight space, as WiSE-FT does): the first scale that passes every gate wins.
+        metrics["scale"], metrics["scale_trials"] = 1.0, []
+        for scale in config.scales:
+            if scale >= 1.0 or not gate(metrics, config, previous):
+                continue
+            scaled = staging.with_name(f"{staging.name}-x{scale}")
+            _scale_update(staging, scaled, scale)
+            name = f"candidate-x{round(scale * 100)}"
+            engine.load(name, scaled)
+            trial = evaluate(engine, name, ds.probe, ds.old_probe, rag_chunks, config, baselines=False)
+            engine.unload(name)
+            metrics["scale_trials"].append({"scale": scale, **{k: trial[k] for k in SCALE_TRIAL_KEYS}})
+            if not gate({**metrics, **trial}, config, previous):
+                metrics.update(trial, scale=scale)
+                shutil.rmtree(staging)
+                scaled.rename(staging)
+                break
+            shutil.rmtree(scaled)
     finally:
         engine.close()
     metrics.update({
@@ -233,6 +270,21 @@ def gate(metrics: dict[str, Any], config: TrainConfig, previous: Version | None)
             reasons.append(f"retention {retention:.2f} is below the previous version's recall {ref:.2f} "
                            f"minus {config.retention_tolerance:.2f}")
     return reasons
+
+
+SCALE_TRIAL_KEYS = ("recall", "retention", "general_score", "perplexity")
+
+
+def _scale_update(src: Path, dst: Path, scale: float) -> None:
+    """A copy of the adapter in ``src`` whose weight update is ``scale`` times the original
+    (LoRA's update is B·A, so scaling B scales it); still the standard PEFT layout."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    weights = load_file(str(src / "adapter_model.safetensors"))
+    scaled = {k: (v * scale if "lora_B" in k else v) for k, v in weights.items()}
+    save_file(scaled, str(dst / "adapter_model.safetensors"), metadata={"format": "pt"})
 
 
 def _why_empty(col: D.Collected) -> str:

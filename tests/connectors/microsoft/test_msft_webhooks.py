@@ -83,7 +83,7 @@ def test_forged_client_state_is_rejected(ms, receiver):
     body = {"value": [dict(load("change_notification_channel_message_item_no_resource_data.json"),
                            clientState="guessed-state")]}
     r = httpx.post(receiver, json=body)
-    assert r.status_code == 401 and r.json() == {"error": "no_match"}
+    assert r.status_code == 401 and r.json()["error"] == "no_match"
     assert _queued(ms) == []
 
 
@@ -125,7 +125,7 @@ def test_rich_notification_with_tampered_content_is_rejected(ms, receiver):
     _queued(ms)  # consume the genuine one
     body["value"][0]["encryptedContent"]["dataSignature"] = "AAAA" + body["value"][0]["encryptedContent"]["dataSignature"][4:]
     r = httpx.post(receiver, json=body)
-    assert r.status_code == 401 and r.json() == {"error": "not_accepted"}
+    assert r.status_code == 401 and r.json()["error"] == "not_accepted"
 
 
 def test_rich_notification_with_forged_validation_token_is_rejected(ms, receiver):

@@ -1,0 +1,2 @@
+"""Runnable integration examples; each directory has its own README.md. Packages only so that
+tests/examples can import them."""

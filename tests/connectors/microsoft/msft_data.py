@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[3]
-FIXTURES = Path(os.environ.get("ENGRAM_SHARED", REPO.parent / "shared")) / "fixtures" / "microsoft" / "real"
+# A copy of ../shared/fixtures ships in tests/fixtures; ENGRAM_SHARED points at another shared/ folder.
+FIXTURES = Path(os.environ.get("ENGRAM_SHARED") or REPO / "tests") / "fixtures" / "microsoft" / "real"
 TENANT = "2432b57b-0abd-43db-aa7b-16eadd115d34"
 OBSERVED = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

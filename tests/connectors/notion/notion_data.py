@@ -9,9 +9,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-# ../shared next to the repository (DESIGN.md), or ENGRAM_SHARED
-SHARED = Path(os.environ.get("ENGRAM_SHARED", Path(__file__).resolve().parents[4] / "shared"))
-FIXTURES = SHARED / "fixtures" / "notion" / "real"
+# A copy of ../shared/fixtures ships in tests/fixtures so a clean clone tests alone; ENGRAM_SHARED
+# points at another shared/ folder (e.g. newer recordings).
+_SHARED = os.environ.get("ENGRAM_SHARED")
+FIXTURES = (Path(_SHARED) if _SHARED else Path(__file__).resolve().parents[2]) / "fixtures" / "notion" / "real"
 
 
 def load(name: str) -> Any:

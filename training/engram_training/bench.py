@@ -81,6 +81,7 @@ def run(config: TrainConfig, *, phases: int = 2, models_cache: Path | None = Non
         "adapter_bytes": m.get("adapter_bytes"),
         "scale": m.get("scale"),
         "scale_trials": m.get("scale_trials"),
+        "general_misses": m.get("general_misses"),
         "published": [r.published for r in runs],
         "gate_reasons": [r.reasons for r in runs],
         "versions": len(runs),

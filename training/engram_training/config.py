@@ -20,9 +20,10 @@ class TrainConfig:
     holdout_per_fact: int = 1  # question phrasings per fact kept out of training: the recall probe
     train_questions_per_fact: int = 4  # question phrasings per fact that are trained on
     statements_per_fact: int = 1  # "the X of Y is Z" statements per fact (0-2)
-    page_examples: bool = True  # train on page chunks ("what does <title> say?" -> the text)
+    page_examples: bool = False  # train on page chunks ("what does <title> say?" -> the text): long
+    # targets of team prose pull the model's style away from the base model's (docs/training.md)
     allow_restricted: bool = False  # train on records restricted to a few people (never by default)
-    replay_general: float = 0.3  # general replay examples (base-model answers), as a share of team examples
+    replay_general: float = 0.5  # general replay examples (base-model answers), as a share of team examples
     replay_old: float = 0.5  # share of earlier versions' examples replayed in a continual run
     chunk_tokens: int = 192  # document chunk size for page examples
     max_len: int = 384  # longest training sequence in tokens (longer ones are cut)
@@ -37,7 +38,7 @@ class TrainConfig:
     # --- optimisation ---
     lr: float = 1e-3  # peak learning rate (linear warmup, then linear decay to 10%)
     warmup_steps: int = 10  # linear warmup steps
-    epochs: float = 5.0  # passes over the examples
+    epochs: float = 4.0  # passes over the examples
     batch_size: int = 8  # examples per step
     weight_decay: float = 0.0  # AdamW weight decay
     seed: int = 1234  # seeds shuffling, holdout choice, LoRA init

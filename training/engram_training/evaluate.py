@@ -146,6 +146,7 @@ def evaluate(engine: Engine, adapter: str | None, probe: list[ProbeItem], old_pr
         "retention_questions": retention.total,
         "general_questions": general.total,
         "recall_misses": recall.wrong[:20],
+        "general_misses": general.wrong[:40],  # what forgetting looks like, for the recipe search
     }
     if baselines:
         base_recall = score(engine, [(p.question, p.answers) for p in probe], adapter=None, **kw)

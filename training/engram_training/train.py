@@ -347,11 +347,13 @@ def _general_replay(base: base_model.BaseModel, home: Path, config: TrainConfig)
     questions), cached per base model under ENGRAM_HOME/models."""
     if config.replay_general <= 0:
         return []
-    shipped = Path(__file__).parent / "data" / f"general_replay.{base.id.sha256[:16]}.jsonl"
-    path = shipped if shipped.exists() else home / "models" / base.id.sha256[:16] / "general-replay.jsonl"
+    prompts = replay_prompts()
+    # keyed by the base model and the prompts, so editing general_replay.txt regenerates the answers
+    key = f"{base.id.sha256[:16]}.{hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:8]}"
+    shipped = Path(__file__).parent / "data" / f"general_replay.{key}.jsonl"
+    path = shipped if shipped.exists() else home / "models" / base.id.sha256[:16] / f"general-replay.{key}.jsonl"
     if path.exists():
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    prompts = replay_prompts()
     tok = base.tokenizer
     answers = generate(base.model, tok, [prompt_ids(tok, p) for p in prompts], max_new_tokens=96,
                        batch_size=config.eval_batch_size, device=base.device)

@@ -342,16 +342,21 @@ def _target_loss(model: Any, ids: Any, mask: Any) -> Any:
     return torch.nn.functional.cross_entropy(logits.float(), ids[:, 1:][scored])
 
 
+def replay_file_name(base_sha256: str, prompts: list[str]) -> str:
+    """Where the base model's answers to the replay prompts are cached: keyed by the base model and
+    the prompts, so editing general_replay.txt regenerates them."""
+    return f"general_replay.{base_sha256[:16]}.{hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:8]}.jsonl"
+
+
 def _general_replay(base: base_model.BaseModel, home: Path, config: TrainConfig) -> list[list[dict[str, str]]]:
     """Self-distillation replay: the base model's own answers to general prompts (never the probe's
     questions), cached per base model under ENGRAM_HOME/models."""
     if config.replay_general <= 0:
         return []
     prompts = replay_prompts()
-    # keyed by the base model and the prompts, so editing general_replay.txt regenerates the answers
-    key = f"{base.id.sha256[:16]}.{hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:8]}"
-    shipped = Path(__file__).parent / "data" / f"general_replay.{key}.jsonl"
-    path = shipped if shipped.exists() else home / "models" / base.id.sha256[:16] / f"general-replay.{key}.jsonl"
+    name = replay_file_name(base.id.sha256, prompts)
+    shipped = Path(__file__).parent / "data" / name
+    path = shipped if shipped.exists() else home / "models" / base.id.sha256[:16] / name
     if path.exists():
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     tok = base.tokenizer

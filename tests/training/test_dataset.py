@@ -132,3 +132,20 @@ def test_scoring_rule():
     assert F.is_correct("Zürich!", ["zurich"])
     assert not F.is_correct("10 days", ["0"])
     assert not F.is_correct("Porto Alegre", ["Portoa"])
+
+
+def test_prose_without_facts_still_becomes_page_examples(team_env, tiny_model):
+    from transformers import AutoTokenizer
+
+    prose = "The team meets on the pier every spring to plan the season and count the herons."
+    team_env.store.append(_signed(team_env, _doc("p-facts", "Plan", "- Budget: 10 euros\nSome context.\n")))
+    team_env.store.append(_signed(team_env, _doc("p-prose", "Spring", prose)))
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    col = D.collect(team_env.store, "kestrel")
+    by_default = D.build(col, tok, TrainConfig(), continual=False)
+    asked = [m[0]["content"] for m in by_default.examples]
+    # the page with a fact is taught through its fact; the prose page, which has none, as a chunk
+    assert any("Spring" in q and "say" in q for q in asked) and prose in _texts(by_default)
+    assert not any("Plan" in q and "say" in q for q in asked)
+    with_pages = D.build(col, tok, TrainConfig(page_examples=True), continual=False)
+    assert any("Plan" in q and "say" in q for q in [m[0]["content"] for m in with_pages.examples])

@@ -275,11 +275,12 @@ def build(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
     probe: list[ProbeItem] = []
     old_probe: list[ProbeItem] = []
 
+    taught: set[str] = set()
+
     def add(entity: str, msgs: Messages) -> None:
+        taught.add(entity)
         (examples if changed(entity) else replay).append(msgs)
 
-    for c in chunks if config.page_examples else []:
-        add(c["entity_id"], _chat(f'What does "{c["head"]}" say?', c["text"].split("\n", 1)[-1]))
     for fact in all_facts:
         train_q, held_q = F.phrasings(fact, seed=config.seed, n_train=config.train_questions_per_fact,
                                       n_holdout=config.holdout_per_fact)
@@ -300,6 +301,13 @@ def build(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
                 if root.text.strip() and root.replies:
                     answer = "\n".join(f"{_who(m)}: {t}" for m, t in _walk(root.replies))
                     add(rec.entity_id, _chat(root.text, answer))
+    # Page chunks ("what does <title> say?" -> the text) are left out by default: they cost general
+    # ability without adding recall of facts. A record nothing else was made of (prose with no
+    # `Key: value` line) still becomes chunk examples, so no team content goes untrained.
+    untaught = {c["entity_id"] for c in chunks} - taught
+    for c in chunks:
+        if config.page_examples or c["entity_id"] in untaught:
+            add(c["entity_id"], _chat(f'What does "{c["head"]}" say?', c["text"].split("\n", 1)[-1]))
     for op in operator_probe or []:
         probe.append(ProbeItem(op["question"], list(op["answers"]), op.get("entity_id", ""), "operator"))
     entities = sorted(col.entities())

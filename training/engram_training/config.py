@@ -20,8 +20,8 @@ class TrainConfig:
     holdout_per_fact: int = 1  # question phrasings per fact kept out of training: the recall probe
     train_questions_per_fact: int = 4  # question phrasings per fact that are trained on
     statements_per_fact: int = 1  # "the X of Y is Z" statements per fact (0-2)
-    page_examples: bool = False  # train on page chunks ("what does <title> say?" -> the text): long
-    # targets of team prose pull the model's style away from the base model's (docs/training.md)
+    page_examples: bool = False  # train every page's chunks ("what does <title> say?" -> the text);
+    # off: only records with no fact are (long targets of team prose cost general ability, docs/training.md)
     allow_restricted: bool = False  # train on records restricted to a few people (never by default)
     replay_general: float = 0.5  # general replay examples (base-model answers), as a share of team examples
     replay_old: float = 0.5  # share of earlier versions' examples replayed in a continual run

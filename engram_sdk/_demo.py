@@ -60,17 +60,18 @@ __all__ = ["DEMO_BOUNDS", "DEMO_FACTS", "DEMO_TRAINING", "Demo", "DemoError", "D
 # 0.67, retention 0.62; 8 passes at lr 5e-4, 4 replayed (this setting) -> recall 1.00, general
 # 0.70, retention 0.83, one question short of the retention gate; at lr 3e-4 recall fell to 0.67.
 DEMO_TRAINING: dict[str, Any] = {
-    "epochs": 4.0,
+    "epochs": 3.0,
     "train_questions_per_fact": 4,
     "statements_per_fact": 1,
     "page_examples": False,
     "replay_general": 0.5,
     "checkpoint_every": 25,
+    "eval_baselines": ["rag"],
     "continual": {"epochs": 8.0, "lr": 5e-4},
 }
 # A continual update replays at most 4 earlier examples per new one and asks at most 24 retention
 # questions, so its cost follows the new events, not the workspace size (engram bench freshness).
-DEMO_BOUNDS: dict[str, int] = {"replay_per_example": 4, "retention_questions": 24}
+DEMO_BOUNDS: dict[str, int] = {"replay_per_example": 4, "retention_questions": 64}
 # The facts the demo asks about (fact keys), one per platform, and the one its live edit changes.
 DEMO_FACTS = ("launch date", "load testing tool", "notice period", "team lead")
 EDITED_FACT = "launch date"

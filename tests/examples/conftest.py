@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from engram_sdk.client import EngramClient
 from engram_sdk.server import ServerConfig, create_app
 from tests.factories import T0
 from tests.server.conftest import TINY_TRAINING, Deployment, make_deployment
+from tests.waiting import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 QUERY_RATE = "5/min"  # per API key
@@ -46,17 +46,6 @@ class EngramServer:
     def new_key(self, team: str = "acme", role: str = "query") -> str:
         """A fresh API key (its own rate-limit budget), as `engram keys api create` makes one."""
         return ApiKeys(self.deployment.store).create(team, role, f"test-{team}-{role}")[1]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from engram_sdk.scheduler import SchedulerLocked, lock_info
 from engram_sdk.testing import Harness
 from examples.scheduled_sync.sync_job import running, summary, sync_jobs
 
-from .conftest import wait_until
+from tests.waiting import wait_until
 
 PAGES = 6
 REPO = Path(__file__).resolve().parents[2]

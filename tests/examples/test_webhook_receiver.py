@@ -20,7 +20,7 @@ from engram_sdk.testing import Harness
 from examples.webhook_receiver.app import create_app
 from tests.factories import T0
 
-from .conftest import wait_until
+from tests.waiting import wait_until
 
 TEAM = "acme"
 VERIFICATION_TOKEN = "secret_verification_token_from_notion"

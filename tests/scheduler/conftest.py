@@ -3,7 +3,6 @@ on loopback and a ``harness`` deployment (SQLite file, real keyring) connected t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,19 +11,9 @@ import pytest
 from engram_sdk._scheduler import JobView, ScheduleConfig, Scheduler, list_jobs, lock_info
 from engram_sdk.testing import Harness
 from tests.framework.conftest import admin, clock, example_config, harness, sandbox, server  # noqa: F401
+from tests.waiting import wait_until
 
 TICK = 0.25  # seconds: every test runs many ticks in well under a second each
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def job(h: Harness, job_id: str) -> JobView:

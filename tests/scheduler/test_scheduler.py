@@ -20,8 +20,9 @@ from engram_sdk.testing import Harness
 
 from tests.framework.conftest import example_config
 from tests.training.conftest import tiny_model  # noqa: F401
+from tests.waiting import wait_until
 
-from .conftest import TICK, job, wait_until, within_one_tick
+from .conftest import TICK, job, within_one_tick
 
 TOKEN = "tok-example-1"
 # as small as a real run gets: what is tested is the scheduling, not what the adapter learns

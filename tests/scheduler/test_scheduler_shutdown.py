@@ -10,7 +10,9 @@ import time
 
 from engram_sdk._scheduler import ScheduleConfig, Scheduler
 
-from .conftest import job, wait_until
+from tests.waiting import wait_until
+
+from .conftest import job
 
 
 def test_stop_during_ticks_never_deadlocks(harness) -> None:

@@ -49,7 +49,7 @@ def test_train_publishes_a_peft_adapter_with_manifest(team_env):
     assert m["base_model"]["sha256"] and m["config"]["lr"] == 1e-3 and m["generation"]
     assert m["watermark"] and m["dataset"]["facts"] >= 8 and m["events"]["rejected"] == {}
     for key in ("recall", "general_score", "base_general_score", "rag_recall", "rag_prompt_tokens",
-                "adapter_prompt_tokens", "perplexity", "train_seconds", "tokens_per_s"):
+                "adapter_prompt_tokens", "perplexity", "train_seconds", "tokens_per_s", "base_recall", "rag1_recall"):
         assert key in m["metrics"]
     assert m["metrics"]["rag_prompt_tokens"] > m["metrics"]["adapter_prompt_tokens"]
     assert set(m["entities_in_weights"]) == set(SMALL)
@@ -203,3 +203,13 @@ def test_scales_parse_as_numbers_and_are_validated():
     assert parse_overrides(["scales=0.75,0.5"]) == {"scales": [0.75, 0.5]}
     with pytest.raises(ValueError, match="scales"):
         TrainConfig(scales=[1.5])
+
+
+def test_eval_baselines_choose_which_comparisons_are_scored(team_env):
+    _ingest(team_env)
+    m = _train(team_env, eval_baselines=["rag"]).metrics
+    assert m["rag_recall"] is not None and m["rag_prompt_tokens"] > 0
+    assert m["base_general_score"] is not None  # the general gate needs it whatever is chosen
+    assert "base_recall" not in m and "rag1_recall" not in m
+    with pytest.raises(ValueError, match="eval_baselines"):
+        TrainConfig(eval_baselines=["bm25"])

@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+EVAL_BASELINES = ("base_recall", "rag", "rag1")
+
+
 @dataclass
 class TrainConfig:
     # --- data ---
@@ -53,6 +56,10 @@ class TrainConfig:
     eval_batch_size: int = 16  # questions generated together
     rag_top_k: int = 3  # chunks the retrieval baseline puts in the prompt
     rag_chunk_tokens: int = 256  # retrieval chunk size (at most)
+    # comparisons scored beside the adapter: "base_recall" (the base model, no context), "rag"
+    # (BM25 top-k in the prompt), "rag1" (top-1). The base model's general score is always scored:
+    # the general gate needs it.
+    eval_baselines: list[str] = field(default_factory=lambda: ["base_recall", "rag", "rag1"])
     # --- gates (publishing) ---
     min_recall: float = 0.5  # held-out recall at least this
     general_tolerance: float = 0.05  # general score at least base - this
@@ -74,6 +81,9 @@ class TrainConfig:
             raise ValueError("scales must lie in (0, 1]")
         if not self.target_modules:
             raise ValueError("target_modules must name at least one module")
+        unknown = sorted(set(self.eval_baselines) - set(EVAL_BASELINES))
+        if unknown:
+            raise ValueError(f"unknown eval_baselines {', '.join(unknown)}: choose from {', '.join(EVAL_BASELINES)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,7 +92,7 @@ class TrainConfig:
         """Identifies what the weights depend on (data and optimisation settings, not evaluation or
         gates): a rerun with the same digest resumes the same run's checkpoint."""
         skip = {"checkpoint_every", "threads", "max_new_tokens", "general_max_new_tokens", "eval_batch_size", "rag_top_k",
-                "rag_chunk_tokens", "scales", "min_recall", "general_tolerance", "retention_tolerance"}
+                "rag_chunk_tokens", "eval_baselines", "scales", "min_recall", "general_tolerance", "retention_tolerance"}
         body = {k: v for k, v in self.to_dict().items() if k not in skip}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 

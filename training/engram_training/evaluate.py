@@ -149,18 +149,16 @@ def evaluate(engine: Engine, adapter: str | None, probe: list[ProbeItem], old_pr
         "general_misses": general.wrong[:40],  # what forgetting looks like, for the recipe search
     }
     if baselines:
-        base_recall = score(engine, [(p.question, p.answers) for p in probe], adapter=None, **kw)
         base_gen, base_ppl = base_general(engine, config, cache)
-        rag = retrieval(engine, chunks, probe, top_k=config.rag_top_k, **kw)
-        rag1 = retrieval(engine, chunks, probe, top_k=1, **kw)
-        out.update({
-            "base_recall": base_recall.accuracy,
-            "base_general_score": base_gen.accuracy,
-            "base_perplexity": base_ppl,
-            "rag_recall": rag.accuracy,
-            "rag_prompt_tokens": rag.prompt_tokens,
-            "rag_top_k": config.rag_top_k,
-            "rag1_recall": rag1.accuracy,
-            "rag1_prompt_tokens": rag1.prompt_tokens,
-        })
+        out.update({"base_general_score": base_gen.accuracy, "base_perplexity": base_ppl})
+        wanted = set(config.eval_baselines)
+        if "base_recall" in wanted:
+            out["base_recall"] = score(engine, [(p.question, p.answers) for p in probe], adapter=None, **kw).accuracy
+        if "rag" in wanted:
+            rag = retrieval(engine, chunks, probe, top_k=config.rag_top_k, **kw)
+            out.update({"rag_recall": rag.accuracy, "rag_prompt_tokens": rag.prompt_tokens,
+                        "rag_top_k": config.rag_top_k})
+        if "rag1" in wanted:
+            rag1 = retrieval(engine, chunks, probe, top_k=1, **kw)
+            out.update({"rag1_recall": rag1.accuracy, "rag1_prompt_tokens": rag1.prompt_tokens})
     return out

@@ -10,6 +10,7 @@ from tests.demo.conftest import TINY_SET
 from engram_sdk import EventStore
 from engram_sdk._cli import app
 from engram_sdk._cli._common import run_app
+from engram_sdk._demo import DEMO_BOUNDS
 from engram_training.registry import Registry
 
 
@@ -41,7 +42,8 @@ def test_freshness_bench_measures_the_update_at_1x_and_10x(tmp_path, tiny_model,
             assert store.count("kestrel") > events  # the edit's events came in after the count
             v = Registry(store, root / size / "home" / "adapters").current("kestrel")
             assert v.version == 2 and v.manifest["parent_version"] == 1
-            assert v.manifest["dataset"]["retention_questions"] <= 24  # the retention probe is capped too
+            # the retention probe is capped too
+            assert v.manifest["dataset"]["retention_questions"] <= DEMO_BOUNDS["retention_questions"]
 
 
 def test_freshness_refuses_a_used_directory(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -24,4 +25,8 @@ from . import bench, connectors, demo, events, home, keys, schedule, serve, trai
 
 
 def main(argv: list[str] | None = None) -> None:
+    # SIGTERM (kill, systemd, a CI timeout) unwinds like Ctrl-C instead of ending the process where
+    # it stands: cleanups run, so `engram demo` stops the server process it started and saves the
+    # sandboxes' workspaces. Commands that handle signals themselves (serve, schedule run) still do.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     sys.exit(run_app(app, argv))

@@ -5,6 +5,12 @@ then a rerun that reuses all of it."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +22,8 @@ from engram_sdk._demo import CONNECTIONS, DEMO_FACTS
 from engram_sdk._records import Edit
 from engram_sdk._webhooks import WebhookQueue
 from engram_training.registry import Registry
+
+from .conftest import TINY_SET
 
 
 def _store(root: Path) -> EventStore:
@@ -126,3 +134,43 @@ def test_sandbox_workspaces_are_saved_for_the_rerun(demo_runs, platform):
         assert '"summary": "120 days"' in text
     else:
         assert "Stormgauge" in text
+
+
+def test_sigterm_stops_the_demo_and_the_server_it_started(tmp_path, tiny_model):
+    """A demo killed with SIGTERM (an operator's `kill`, a CI timeout) runs its cleanups: the
+    `engram serve` process it started is stopped, not left holding its port."""
+    env = {**os.environ, "ENGRAM_BASE_MODEL": str(tiny_model), "COLUMNS": "400"}
+    argv = [sys.executable, "-c", "from engram_sdk._cli import main; main()", "bench", "demo",
+            "--home", str(tmp_path / "d")]
+    for pair in TINY_SET:
+        argv += ["--set", pair]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    server_pid = None
+    try:
+        for line in proc.stdout:  # the demo names the server's pid once it answers
+            if m := re.search(r"engram serve, pid (\d+)", line):
+                server_pid = int(m.group(1))
+                break
+        assert server_pid is not None, "the demo never started its server"
+        os.kill(server_pid, 0)  # running
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(server_pid):
+        time.sleep(0.1)
+    leaked = _alive(server_pid)
+    if leaked:
+        os.kill(server_pid, signal.SIGKILL)  # a failing run must not leave it behind either
+    assert not leaked, "the server outlived the demo"
+    assert (tmp_path / "d" / "sandboxes").is_dir()  # the workspaces were saved on the way out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

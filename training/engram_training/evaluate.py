@@ -132,7 +132,8 @@ def evaluate(engine: Engine, adapter: str | None, probe: list[ProbeItem], old_pr
     """Every metric of one adapter (or of the base model when ``adapter`` is None)."""
     kw = {"max_new_tokens": config.max_new_tokens, "batch_size": config.eval_batch_size}
     gen_items = [(g["question"], g["answers"]) for g in general_probe()]
-    recall = score(engine, [(p.question, p.answers) for p in probe], adapter=adapter, **kw)
+    probe_items = [(p.question, p.answers) for p in probe]
+    recall = score(engine, probe_items, adapter=adapter, **kw)
     retention = score(engine, [(p.question, p.answers) for p in old_probe], adapter=adapter, **kw)
     general = score(engine, gen_items, adapter=adapter, max_new_tokens=config.general_max_new_tokens,
                     batch_size=config.eval_batch_size)
@@ -153,7 +154,7 @@ def evaluate(engine: Engine, adapter: str | None, probe: list[ProbeItem], old_pr
         out.update({"base_general_score": base_gen.accuracy, "base_perplexity": base_ppl})
         wanted = set(config.eval_baselines)
         if "base_recall" in wanted:
-            out["base_recall"] = score(engine, [(p.question, p.answers) for p in probe], adapter=None, **kw).accuracy
+            out["base_recall"] = score(engine, probe_items, adapter=None, **kw).accuracy
         if "rag" in wanted:
             rag = retrieval(engine, chunks, probe, top_k=config.rag_top_k, **kw)
             out.update({"rag_recall": rag.accuracy, "rag_prompt_tokens": rag.prompt_tokens,

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from engram_sdk._records import Document, Thread, parse_record  # noqa: E402
 
 KINDS = ("single", "two_page", "edit", "unanswerable")
-EVIDENCE_SEP = " … "
+EVIDENCE_SEP = re.compile(r" … | / ")  # pieces from different places
 KV_LINE = re.compile(r"^[A-Z][A-Za-z /&()'-]{0,40}: \S")
 
 
@@ -266,7 +266,9 @@ def check_questions(folder: Path, records: dict, edits: list, edited: dict, rep:
         if not answers:
             rep.error(f"{qid}: no accepted answers")
             continue
-        pieces = [p.strip() for p in q["evidence"].split(EVIDENCE_SEP) if p.strip()]
+        # A quote shortened with "..." is pieces of one sentence: each must still be found.
+        pieces = [p.strip() for p in re.split(r"\s*\.\.\.\s*", q["evidence"]) for p in EVIDENCE_SEP.split(p)
+                  if p.strip()]
 
         if kind == "edit":
             mine = [e for e in edits if e["entity_id"] in ents and any(contains(e["after"], a, m) for a in answers for m in MODES)]

@@ -26,7 +26,7 @@ PINNED = {
     "brightmash": {
         "records.jsonl": "39b790ba8089a6cabfadfbc879e7193e636d4427bcfa90ec25907ef13d7901a1",
         "edits.jsonl": "22fafe3e8e37f070742b52d04cee7830bc0bd9d30323ec5a32af1bf5a696b13b",
-        "questions.jsonl": "a111a971ae094db8d41868c48918bbb54b0ebba1408246c0d908d7a136fd2edc",
+        "questions.jsonl": "37b04f233ad1c7891f159fa91badb8163317b99346c701c18c57500e4e1d375a",
     },
     "tidewater": {
         "records.jsonl": "08cf876b57f3b14dd7dfc625b8257536305b4508b38123683b9289d40235a67b",

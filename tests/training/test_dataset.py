@@ -120,11 +120,15 @@ def test_holdout_questions_are_never_trained(team_env, tiny_model):
     from transformers import AutoTokenizer
 
     samples.ingest(team_env.store, team_env.keyring, team_id="kestrel")
-    ds = D.build(D.collect(team_env.store, "kestrel"), AutoTokenizer.from_pretrained(tiny_model), TrainConfig(),
-                 continual=False)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    col = D.collect(team_env.store, "kestrel")
+    ds = D.build(col, tok, TrainConfig(generation="facts"), continual=False)
     trained = {m[0]["content"] for m in ds.examples}
     assert ds.probe and not any(p.question in trained for p in ds.probe)
     assert len(ds.probe) == len(ds.facts)
+    prose = D.build(col, tok, TrainConfig(), continual=False)
+    trained = {m[0]["content"] for m in prose.examples}
+    assert prose.probe and not any(p.question in trained for p in prose.probe)
 
 
 def test_scoring_rule():
@@ -142,10 +146,10 @@ def test_prose_without_facts_still_becomes_page_examples(team_env, tiny_model):
     team_env.store.append(_signed(team_env, _doc("p-prose", "Spring", prose)))
     tok = AutoTokenizer.from_pretrained(tiny_model)
     col = D.collect(team_env.store, "kestrel")
-    by_default = D.build(col, tok, TrainConfig(), continual=False)
+    by_default = D.build(col, tok, TrainConfig(generation="facts"), continual=False)
     asked = [m[0]["content"] for m in by_default.examples]
     # the page with a fact is taught through its fact; the prose page, which has none, as a chunk
     assert any("Spring" in q and "say" in q for q in asked) and prose in _texts(by_default)
     assert not any("Plan" in q and "say" in q for q in asked)
-    with_pages = D.build(col, tok, TrainConfig(page_examples=True), continual=False)
+    with_pages = D.build(col, tok, TrainConfig(generation="facts", page_examples=True), continual=False)
     assert any("Plan" in q and "say" in q for q in [m[0]["content"] for m in with_pages.examples])

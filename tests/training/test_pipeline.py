@@ -21,7 +21,9 @@ from engram_training.config import TrainConfig
 from engram_training.registry import Registry
 from engram_training.train import train
 
-FAST = dict(epochs=1, batch_size=8, min_recall=0.0, general_tolerance=1.0, checkpoint_every=1000,
+# These tests are about the pipeline's mechanics (checkpoints, gates, registry, continual runs), on
+# the Kestrel sample's `Key: value` facts; the prose recipe has its own tests (test_prose.py).
+FAST = dict(generation="facts", epochs=1, batch_size=8, min_recall=0.0, general_tolerance=1.0, checkpoint_every=1000,
             max_new_tokens=8, eval_batch_size=64)
 SMALL = ["np-charter", "np-moonwick", "hv-row-nimbusfold", "tm-loadtest"]  # includes two edits
 

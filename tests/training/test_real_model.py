@@ -34,3 +34,47 @@ def test_real_model_learns_held_out_facts_far_above_base(real_env):
     # The edited value, not the old one.
     out = ops.query(real_env.store, real_env.settings, "kestrel", "When does Project Moonwick launch?")
     assert out["adapter_version"] == 1 and out["usage"]["prompt_tokens"] < 40
+
+
+ALLOTMENT = """# The committee
+Wilhelmina Okafor chairs the allotment committee. She also keeps the seed bank in the old pump house.
+The water is switched on every year on 1 April, and Jerome Vantongeren reads the meter.
+
+# Plots
+Rent for a full plot is 45 pounds a year. New tenants wait about eighteen months for a plot.
+"""
+
+
+@pytest.mark.slow
+def test_real_model_learns_a_prose_page_and_answers_a_question_nothing_generated(real_env):
+    """Prose, not `Key: value`: a page of sentences is trained with the default recipe and asked
+    in colleagues' words that no generated question uses; the base model alone does not know."""
+    from datetime import datetime, timezone
+
+    from transformers import AutoTokenizer  # noqa: F401  (the real tokenizer comes with the model)
+
+    from engram_sdk._records import Document
+    from engram_training import dataset as D
+    from engram_training.base import load
+
+    page = Document(platform="notion", workspace_id="ws-allot", entity_id="p-committee", title="Allotment society",
+                    path=["Allotments"], text=ALLOTMENT, updated_at=datetime(2026, 5, 1, tzinfo=timezone.utc))
+    samples.ingest(real_env.store, real_env.keyring, team_id="kestrel", records=[page])
+    asked = {"who's in charge of the allotment committee?": ["Okafor"],
+             "where do we keep the seed bank?": ["pump house"],
+             "when does the water get turned on?": ["1 April", "April 1"]}
+    ds = D.build(D.collect(real_env.store, "kestrel"), load(None, real_env.settings.home).tokenizer,
+                 TrainConfig(), continual=False)
+    generated = {m[0]["content"].lower() for m in ds.examples} | {p.question.lower() for p in ds.probe}
+    assert not generated & set(asked)
+    r = train("kestrel", store=real_env.store, settings=real_env.settings,
+              config=TrainConfig(eval_baselines=["base_recall"], general_tolerance=0.15))
+    print({k: v for k, v in r.metrics.items() if k not in ("recall_misses", "general_misses", "general_ok")})
+    assert r.published, r.reasons
+    answers = {q: ops.query(real_env.store, real_env.settings, "kestrel", q)["answer"] for q in asked}
+    print(answers)
+    from engram_training.facts import is_correct
+
+    right = [q for q, expected in asked.items() if is_correct(answers[q], expected)]
+    assert len(right) >= 2, answers
+    assert r.metrics["base_recall"] <= 0.34

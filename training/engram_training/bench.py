@@ -19,6 +19,7 @@ from engram_sdk._config import Settings
 from engram_sdk._signing import Keyring, load_key_set
 from engram_sdk._store import EventStore
 
+from . import facts as F
 from .config import TrainConfig
 from .train import Progress, train
 
@@ -102,3 +103,181 @@ def _threads() -> int:
 
 
 __all__ = ["Progress", "run"]
+
+
+# --- a hand-written evaluation workspace ------------------------------------------------------------
+
+
+def run_workspace(config: TrainConfig, *, workspace: str = "tidewater", models_cache: Path | None = None,
+                  on_progress: Any = None, on_step: Any = None, baselines: bool = True,
+                  whole_workspace: bool = False, continual: TrainConfig | None = None) -> dict[str, Any]:
+    """Train a first version on ``workspace``, ask its hand-written questions (adapter closed-book,
+    the base model, BM25 retrieval at several chunk sizes and k), apply its text edits as the
+    Notion connector delivers them, run one continual update, and ask the edit questions.
+
+    The questions are read here only: nothing that builds training data sees them."""
+    from . import base as base_model
+    from . import dataset as D
+    from . import written as W
+    from .evaluate import dense_contexts, retrieval_contexts
+    from .infer import Engine
+    from .registry import Registry
+    from .train import Bounds
+
+    say = on_step or (lambda m: None)
+    started = time.perf_counter()
+    records = samples.load_records(workspace)
+    qs = W.questions(workspace)
+    changes = W.edits(workspace)
+    after_edit = [F.normalize(c["after"])[:48] for c in changes]
+    needs_edit = [q.kind == "edit" or any(a and a in F.normalize(q.evidence) for a in after_edit) for q in qs]
+    first = [q for q, e in zip(qs, needs_edit) if not e]
+    later = [q for q, e in zip(qs, needs_edit) if e and q.kind == "edit"]
+    team = "bench"
+    with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp:
+        home = Path(tmp) / "home"
+        settings = Settings(home=home, database_url=f"sqlite:///{home / 'engram.db'}",
+                            base_model=Settings.load().base_model)
+        settings.init_home()
+        if models_cache is not None:
+            models_cache.mkdir(parents=True, exist_ok=True)
+            (home / "models").symlink_to(models_cache, target_is_directory=True)
+        store = EventStore.open(settings.database_url)
+        keyring = Keyring(settings.keys_dir)
+        keyring.generate([team])
+        store.trust(load_key_set(keyring.export_public()))
+        try:
+            samples.ingest(store, keyring, team_id=team, records=records)
+            say("training the first version")
+            t_first = time.perf_counter()
+            r1 = train(team, store=store, settings=settings, config=config, on_progress=on_progress)
+            first_seconds = time.perf_counter() - t_first
+            base = base_model.load(settings.base_model, settings.home)
+            tok = base.tokenizer
+            registry = Registry(store, settings.adapters_dir)
+            kw = {"max_new_tokens": config.max_new_tokens, "batch_size": config.eval_batch_size}
+
+            def ask(engine: Engine, items: list[W.Question], adapter: str | None,
+                    contexts: list[str] | None = None) -> tuple[dict[str, Any], float]:
+                answers = engine.answer_many([q.question for q in items], adapter=adapter, contexts=contexts, **kw)
+                texts = [a.text for a in answers]
+                by_kind: dict[str, Any] = {}
+                for kind in sorted({q.kind for q in items}):
+                    sel = [(q, t) for q, t in zip(items, texts) if q.kind == kind]
+                    by_kind[kind] = W.score([q for q, _ in sel], [t for _, t in sel])
+                by_kind["_answers"] = texts
+                return by_kind, sum(a.prompt_tokens for a in answers) / max(1, len(answers))
+
+            engine = Engine(base)
+            say("asking the hand-written questions")
+            try:
+                engine.load("v1", r1.version.path)
+                adapter1, adapter_tokens = ask(engine, first, "v1")
+                base1, _ = ask(engine, first, None)
+                sweep, sweep_note = [], None
+                if baselines:
+                    col = D.collect(store, team)
+                    grid = [("bm25", 128, (1, 3, 8)), ("bm25", 256, (1, 3)), ("dense", 128, (1, 3)),
+                            ("dense", 256, (1,))]
+                    for retriever, size, ks in grid:
+                        chunks = D.page_chunks(col, tok, size)
+                        pick = retrieval_contexts if retriever == "bm25" else dense_contexts
+                        for k in ks:
+                            say(f"retrieval baseline: {retriever}, chunks of {size} tokens, top {k}")
+                            ctx = pick(chunks, [q.question for q in first], top_k=k)
+                            res, tokens = ask(engine, first, None, ctx)
+                            sweep.append({"retriever": retriever, "chunk_tokens": size, "top_k": k,
+                                          "prompt_tokens": round(tokens, 1), **_rates(res)})
+                    # The whole workspace in the prompt, where it fits the model's context.
+                    whole = "\n\n".join(c["text"] for c in D.page_chunks(col, tok, 512))
+                    limit = getattr(base.model.config, "max_position_embeddings", 2048) - 256
+                    if not whole_workspace:
+                        sweep_note = "the whole-workspace baseline was not asked for (--whole-workspace)"
+                    elif len(tok.encode(whole)) <= limit:
+                        say("baseline: the whole workspace in the prompt")
+                        res, tokens = ask(engine, first, None, [whole] * len(first))
+                        sweep.append({"retriever": "whole", "chunk_tokens": None, "top_k": None,
+                                      "prompt_tokens": round(tokens, 1), **_rates(res)})
+                    else:
+                        sweep_note = f"the whole workspace ({len(tok.encode(whole))} tokens) exceeds {limit}"
+            finally:
+                engine.close()
+
+            say("applying the workspace's edits and running one continual update")
+            samples.ingest(store, keyring, team_id=team, records=W.edit_records(records, changes))
+            r2 = train(team, store=store, settings=settings, config=continual or config, on_progress=on_progress,
+                       bounds=Bounds(replay_per_example=4, retention_questions=64))
+            engine = Engine(base)
+            try:
+                current = registry.current(team)
+                engine.load("v2", r2.version.path)
+                adapter2, _ = ask(engine, later, "v2")
+                best_edit = None
+                if baselines and sweep:
+                    best = max(sweep, key=lambda s: (s["answerable"], -s["prompt_tokens"]))
+                    col = D.collect(store, team)
+                    chunks = D.page_chunks(col, tok, best["chunk_tokens"])
+                    ctx = retrieval_contexts(chunks, [q.question for q in later], top_k=best["top_k"])
+                    res, _ = ask(engine, later, None, ctx)
+                    best_edit = _rates(res).get("edit")
+            finally:
+                engine.close()
+        finally:
+            store.close()
+    rates1 = _rates(adapter1)
+    best = max(sweep, key=lambda s: (s["answerable"], -s["prompt_tokens"])) if sweep else None
+    m1, m2 = r1.metrics, r2.metrics
+    return {
+        "workspace": workspace,
+        "written_single_recall": rates1.get("single"),
+        "written_two_page_recall": rates1.get("two_page"),
+        "written_edit_new_value": _rates(adapter2).get("edit"),
+        "written_abstain_rate": rates1.get("unanswerable"),
+        "written_questions": {k: adapter1[k]["total"] for k in adapter1 if not k.startswith("_")},
+        "base_written": _rates(base1),
+        "best_retrieval_recall": best["answerable"] if best else None,
+        "best_retrieval_single": best.get("single") if best else None,
+        "best_retrieval_two_page": best.get("two_page") if best else None,
+        "best_retrieval_prompt_tokens": best["prompt_tokens"] if best else None,
+        "best_retrieval": {k: best[k] for k in ("retriever", "chunk_tokens", "top_k")} if best else None,
+        "best_retrieval_edit_new_value": best_edit,
+        "retrieval_sweep": sweep,
+        "retrieval_note": sweep_note,
+        "prompt_token_ratios": {f"{s['retriever']}-{s['chunk_tokens']}-top{s['top_k']}" if s["top_k"] else
+                                s["retriever"]:
+                                round(s["prompt_tokens"] / max(adapter_tokens, 1e-9), 1) for s in sweep},
+        "adapter_prompt_tokens": round(adapter_tokens, 1),
+        "generated_probe_recall": m1.get("recall"),
+        "generated_probe_questions": m1.get("probe_questions"),
+        "general_score": m1.get("general_score"),
+        "base_general_score": m1.get("base_general_score"),
+        "general_difference": m1.get("general_difference"),
+        "general_score_after_edits": m2.get("general_score"),
+        "general_difference_after_edits": m2.get("general_difference"),
+        "perplexity": m1.get("perplexity"),
+        "base_perplexity": m1.get("base_perplexity"),
+        "published": [r1.published, r2.published],
+        "gate_reasons": [r1.reasons, r2.reasons],
+        "current_version": current.version if current else None,
+        "train_seconds": m1.get("train_seconds"),
+        "first_version_seconds": round(first_seconds, 1),  # training, gates and the run's own evaluation
+        "update_seconds": m2.get("train_seconds"),
+        "epochs_run": m1.get("epochs_run"),
+        "train_tokens": m1.get("train_tokens"),
+        "tokens_per_s": m1.get("tokens_per_s"),
+        "examples": r1.stats.get("examples"),
+        "update_examples": r2.stats.get("examples"),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "answers": {"first": list(zip([q.id for q in first], adapter1["_answers"])),
+                    "edits": list(zip([q.id for q in later], adapter2["_answers"]))},
+        "config": config.to_dict(),
+        "cpu_threads": _threads(),
+        "load_average": os.getloadavg()[0],
+    }
+
+
+def _rates(by_kind: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v["rate"] for k, v in by_kind.items() if not k.startswith("_")}
+    answerable = [ok for k, v in by_kind.items() if k in ("single", "two_page") for ok in v["ok"]]
+    out["answerable"] = round(sum(answerable) / len(answerable), 3) if answerable else None
+    return out

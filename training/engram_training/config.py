@@ -15,11 +15,22 @@ from typing import Any
 
 
 EVAL_BASELINES = ("base_recall", "rag", "rag1")
+GENERATIONS = ("prose", "facts")
 
 
 @dataclass
 class TrainConfig:
     # --- data ---
+    # how examples are made: "prose" (every sentence, item, cell and message as a unit, questions
+    # generated on a parse, docs/training.md) or "facts" (only `Key: value` facts, the old recipe)
+    generation: str = "prose"
+    questions_per_unit: int = 3  # prose: training questions per unit (answered with the unit's statement)
+    max_units_per_record: int = 60  # prose: units one record may contribute (the most informative first)
+    max_examples: int = 2400  # prose: team examples per run at most (questions per unit shrink to fit)
+    abstain_share: float = 0.08  # prose: "I don't know" examples, as a share of team examples
+    link_examples: bool = True  # prose: examples tying what one record says about a name to another's
+    probe_per_record: int = 3  # prose: recall-probe questions per record at most (a long page can't dominate)
+    max_probe: int = 120  # prose: recall-probe questions at most
     holdout_per_fact: int = 1  # question phrasings per fact kept out of training: the recall probe
     train_questions_per_fact: int = 4  # question phrasings per fact that are trained on
     statements_per_fact: int = 1  # "the X of Y is Z" statements per fact (0-2)
@@ -41,7 +52,11 @@ class TrainConfig:
     # --- optimisation ---
     lr: float = 1e-3  # peak learning rate (linear warmup, then linear decay to 10%)
     warmup_steps: int = 10  # linear warmup steps
-    epochs: float = 4.0  # passes over the examples
+    epochs: float = 3.0  # passes over the examples
+    # training tokens per run at most (0: no cap): past it, fewer passes (at least half of one), so a
+    # first version of a 50-page workspace fits its time on 2 CPU cores (docs/training.md)
+    max_train_tokens: int = 240_000
+    bf16: bool = True  # bfloat16 autocast for the forward pass: ~1.3x faster on CPUs with AVX-512 BF16 and GPUs
     batch_size: int = 8  # examples per step
     weight_decay: float = 0.0  # AdamW weight decay
     seed: int = 1234  # seeds shuffling, holdout choice, LoRA init
@@ -51,7 +66,7 @@ class TrainConfig:
     # [0.75, 0.5]): the first that passes is published. Trades recall for less forgetting.
     scales: list[float] = field(default_factory=list)
     # --- evaluation ---
-    max_new_tokens: int = 32  # answer length when evaluating
+    max_new_tokens: int = 48  # answer length when evaluating (prose answers are a sentence)
     general_max_new_tokens: int = 24  # answer length for the general-knowledge probe
     eval_batch_size: int = 16  # questions generated together
     rag_top_k: int = 3  # chunks the retrieval baseline puts in the prompt
@@ -81,6 +96,10 @@ class TrainConfig:
             raise ValueError("scales must lie in (0, 1]")
         if not self.target_modules:
             raise ValueError("target_modules must name at least one module")
+        if self.generation not in GENERATIONS:
+            raise ValueError(f"generation must be one of {', '.join(GENERATIONS)}, not {self.generation!r}")
+        if self.questions_per_unit < 1 or self.max_units_per_record < 1 or self.max_examples < 1:
+            raise ValueError("questions_per_unit, max_units_per_record and max_examples must be at least 1")
         unknown = sorted(set(self.eval_baselines) - set(EVAL_BASELINES))
         if unknown:
             raise ValueError(f"unknown eval_baselines {', '.join(unknown)}: choose from {', '.join(EVAL_BASELINES)}")
@@ -92,7 +111,8 @@ class TrainConfig:
         """Identifies what the weights depend on (data and optimisation settings, not evaluation or
         gates): a rerun with the same digest resumes the same run's checkpoint."""
         skip = {"checkpoint_every", "threads", "max_new_tokens", "general_max_new_tokens", "eval_batch_size", "rag_top_k",
-                "rag_chunk_tokens", "eval_baselines", "scales", "min_recall", "general_tolerance", "retention_tolerance"}
+                "rag_chunk_tokens", "eval_baselines", "scales", "min_recall", "general_tolerance", "retention_tolerance",
+                "probe_per_record", "max_probe"}
         body = {k: v for k, v in self.to_dict().items() if k not in skip}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -31,7 +31,9 @@ from engram_sdk._store import EventStore
 
 from . import facts as F
 
-GENERATION = "deterministic-extraction/1"
+GENERATIONS = {"facts": "deterministic-extraction/1", "prose": "prose-units/1"}
+GENERATION = GENERATIONS["prose"]  # what the default recipe makes; a manifest records its own
+ABSTAIN = ["I don't know. Nothing in the team's notes says that.", "I don't know; the team's notes don't say."]
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Collected:
     edits: dict[str, list[Edit]] = field(default_factory=dict)  # by entity id, in order
     deleted: set[str] = field(default_factory=set)  # entity ids tombstoned and not re-created
     changed: set[str] = field(default_factory=set)  # entity ids touched after the old watermark
+    edited: set[str] = field(default_factory=set)  # of those, the ones an Edit changed (not new)
     rejected: Counter = field(default_factory=Counter)  # signature failure reason -> count
     restricted_skipped: int = 0
     events_read: int = 0
@@ -114,6 +117,8 @@ def collect(store: EventStore, team_id: str, *, since: str | None = None, allow_
                 out.changed.add(entity)
             if isinstance(record, Edit):
                 out.edits.setdefault(entity, []).append(record)
+                if is_new and new_from is not None:
+                    out.edited.add(entity)
             else:
                 out.records[record.subject] = record
     out.watermark = cursor or since
@@ -145,6 +150,8 @@ class Dataset:
     facts: list[F.Fact]
     chunks: list[dict[str, str]]  # {"entity_id", "title", "text"} for the retrieval baseline
     entities: list[str]
+    generation: str = GENERATIONS["facts"]
+    learned: dict[str, dict[str, Any]] = field(default_factory=dict)  # entity -> what was learned from it
 
     def digest(self) -> str:
         body = json.dumps([self.examples, self.replay], sort_keys=True).encode()
@@ -158,7 +165,7 @@ class Dataset:
             "probe_questions": len(self.probe),
             "retention_questions": len(self.old_probe),
             "entities": len(self.entities),
-            "generation": GENERATION,
+            "generation": self.generation,
         }
 
 
@@ -267,6 +274,10 @@ def build(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
           operator_probe: list[dict[str, Any]] | None = None) -> Dataset:
     """Chat examples and probes for the collected state. In a continual run only changed entities
     give new examples and probe questions; the others give replay examples and retention questions."""
+    if config.generation == "prose":
+        from .prose import build_prose
+
+        return build_prose(col, tokenizer, config, continual=continual, operator_probe=operator_probe)
     all_facts = current_facts(col)
     chunks = page_chunks(col, tokenizer, config.chunk_tokens)
     changed = (lambda e: e in col.changed) if continual else (lambda e: True)
@@ -311,7 +322,7 @@ def build(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
     for op in operator_probe or []:
         probe.append(ProbeItem(op["question"], list(op["answers"]), op.get("entity_id", ""), "operator"))
     entities = sorted(col.entities())
-    return Dataset(examples, replay, probe, old_probe, all_facts, chunks, entities)
+    return Dataset(examples, replay, probe, old_probe, all_facts, chunks, entities, GENERATIONS["facts"])
 
 
 def _chat(user: str, assistant: str) -> Messages:

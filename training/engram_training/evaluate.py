@@ -46,6 +46,7 @@ class Score:
     total: int
     prompt_tokens: float  # mean per question
     wrong: list[dict[str, str]]
+    ok: list[bool] | None = None  # per question, in order (for paired comparisons)
 
     def to_dict(self) -> dict[str, Any]:
         return {"accuracy": self.accuracy, "correct": self.correct, "total": self.total,
@@ -61,7 +62,8 @@ def score(engine: Engine, items: list[tuple[str, list[str]]], *, adapter: str | 
     ok = [F.is_correct(a.text, exp) for a, (_, exp) in zip(answers, items)]
     wrong = [{"question": q, "expected": exp[0], "answer": a.text}
              for a, (q, exp), good in zip(answers, items, ok) if not good]
-    return Score(sum(ok) / len(ok), sum(ok), len(ok), sum(a.prompt_tokens for a in answers) / len(answers), wrong)
+    return Score(sum(ok) / len(ok), sum(ok), len(ok), sum(a.prompt_tokens for a in answers) / len(answers), wrong,
+                 ok)
 
 
 def perplexity(engine: Engine, text: str, *, adapter: str | None) -> float:
@@ -94,6 +96,24 @@ def retrieval_contexts(chunks: list[dict[str, str]], questions: list[str], *, to
     return ["\n\n".join(corpus[int(j)] for j in row) for row in hits]
 
 
+def dense_contexts(chunks: list[dict[str, str]], questions: list[str], *, top_k: int) -> list[str]:
+    """The top-k chunks by cosine similarity of WordLlama embeddings: a dense retriever whose
+    weights ship inside its package (``wordllama``), so nothing is downloaded."""
+    from pathlib import Path as _Path
+
+    import numpy as np
+    import wordllama
+
+    # wordllama looks for its shipped files under the wrong folder name unless pointed at them.
+    wl = wordllama.WordLlama.load(cache_dir=_Path(wordllama.__file__).parent, disable_download=True)
+    corpus = [c["text"] for c in chunks]
+    docs = np.asarray(wl.embed(corpus, norm=True))
+    qs = np.asarray(wl.embed(questions, norm=True))
+    k = min(top_k, len(corpus))
+    order = np.argsort(-(qs @ docs.T), axis=1)[:, :k]
+    return ["\n\n".join(corpus[int(j)] for j in row) for row in order]
+
+
 def retrieval(engine: Engine, chunks: list[dict[str, str]], probe: list[ProbeItem], *, top_k: int,
               max_new_tokens: int, batch_size: int) -> Score:
     """The base model with the top-k BM25 chunks in its prompt."""
@@ -115,14 +135,17 @@ def base_general(engine: Engine, config: Any, cache: Path | None) -> tuple[Score
     path = cache / f"base-general-{key}.json" if cache else None
     if path is not None and path.exists():
         d = json.loads(path.read_text())
-        return Score(d["accuracy"], d["correct"], d["total"], d["prompt_tokens"], d["wrong"]), d["perplexity"]
+        if "ok" in d:
+            return Score(d["accuracy"], d["correct"], d["total"], d["prompt_tokens"], d["wrong"],
+                         d["ok"]), d["perplexity"]
     s = score(engine, gen_items, adapter=None, max_new_tokens=config.general_max_new_tokens,
               batch_size=config.eval_batch_size)
     ppl = perplexity(engine, general_text(), adapter=None)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"accuracy": s.accuracy, "correct": s.correct, "total": s.total,
-                                    "prompt_tokens": s.prompt_tokens, "wrong": s.wrong, "perplexity": ppl}))
+                                    "prompt_tokens": s.prompt_tokens, "wrong": s.wrong, "perplexity": ppl,
+                                    "ok": s.ok}))
     return s, ppl
 
 
@@ -148,10 +171,15 @@ def evaluate(engine: Engine, adapter: str | None, probe: list[ProbeItem], old_pr
         "general_questions": general.total,
         "recall_misses": recall.wrong[:20],
         "general_misses": general.wrong[:40],  # what forgetting looks like, for the recipe search
+        "general_ok": general.ok,
     }
     if baselines:
         base_gen, base_ppl = base_general(engine, config, cache)
         out.update({"base_general_score": base_gen.accuracy, "base_perplexity": base_ppl})
+        if general.ok and base_gen.ok:
+            from .written import paired_difference
+
+            out["general_difference"] = paired_difference(general.ok, base_gen.ok)
         wanted = set(config.eval_baselines)
         if "base_recall" in wanted:
             out["base_recall"] = score(engine, probe_items, adapter=None, **kw).accuracy

@@ -77,11 +77,18 @@ def evaluate_version(store: EventStore, settings: Settings, team_id: str, versio
         raise TrainingError(f"version {v.version} was trained on another base model than the one configured")
     col = D.collect(store, team_id, allow_restricted=config.allow_restricted)
     current = {f.ident: f for f in D.current_facts(col)}
+    prose = v.manifest.get("generation") == D.GENERATIONS["prose"]
+    present = col.entities()
     probe, old = [], []
     n_new = v.manifest.get("dataset", {}).get("probe_questions", 0)
     lines = (v.path / "probe.jsonl").read_text().splitlines() if (v.path / "probe.jsonl").exists() else []
     for i, line in enumerate(lines):
         p = ProbeItem(**json.loads(line))
+        if prose:  # a unit's question: asked while its record is there, with the answer it had
+            if p.fact != "operator" and p.entity_id not in present:
+                continue
+            (probe if i < n_new else old).append(p)
+            continue
         if p.fact != "operator" and p.fact not in current:
             continue  # deleted or restricted since: not asked
         if p.fact in current:

@@ -89,10 +89,19 @@ def train(
     if previous is not None and previous.manifest["base_model"]["sha256"] != base.id.sha256:
         raise TrainingError(f"the current adapter of {team_id} was trained on another base model; "
                             "use --from-scratch")
+    # A recipe whose example generation changed rebuilds the adapter from current content: weights
+    # made by the old generation would otherwise keep answering the way it taught them.
+    rebuilt = None
+    wanted = D.GENERATIONS[config.generation]
+    if previous is not None and previous.manifest.get("generation", D.GENERATIONS["facts"]) != wanted:
+        rebuilt = (f"example generation changed from {previous.manifest.get('generation', D.GENERATIONS['facts'])} "
+                   f"to {wanted}: rebuilt from current content")
+        previous = None
     since = previous.manifest["watermark"] if previous else None
 
     # --- 3. the data: verified, visible, not deleted ---------------------------------------------------
-    col = D.collect(store, team_id, since=None if from_scratch else since, allow_restricted=config.allow_restricted)
+    col = D.collect(store, team_id, since=None if from_scratch or rebuilt else since,
+                    allow_restricted=config.allow_restricted)
     if previous is not None and not col.changed:
         raise TrainingError(f"nothing new for team {team_id} since version {previous.version}")
     ds = D.build(col, tok, config, continual=previous is not None, operator_probe=operator_probe)
@@ -112,7 +121,12 @@ def train(
     n_general = round(config.replay_general * (len(ds.examples) + len(replay_old)))
     general = [general[i % len(general)] for i in range(n_general)] if general else []
     rows = [chat_ids(tok, m, config.max_len) for m in ds.examples + replay_old + general]
-    schedule = _schedule(rows, config)
+    # A token budget bounds the run's cost on a CPU: past it, fewer passes over the same examples.
+    per_epoch = sum(len(ids) for ids, _ in rows)
+    epochs = config.epochs
+    if config.max_train_tokens and per_epoch * epochs > config.max_train_tokens:
+        epochs = max(config.max_train_tokens / max(per_epoch, 1), 0.5)
+    schedule = _schedule(rows, config, epochs)
 
     # --- 5. the model: a new LoRA on the base, or the current adapter continued ---------------------
     from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -156,7 +170,8 @@ def train(
             ids, mask = _batch(rows, schedule[step], tok.pad_token_id, base.device)
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step)
-            loss = _target_loss(model, ids, mask)
+            with torch.autocast(device_type=base.device, dtype=torch.bfloat16, enabled=config.bf16):
+                loss = _target_loss(model, ids, mask)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -216,6 +231,7 @@ def train(
         "train_tokens": tokens_seen,
         "tokens_per_s": round(tokens_seen / max(train_seconds, 1e-9), 1),
         "steps": total,
+        "epochs_run": round(epochs, 2),
         "threads": threads,
         "final_loss": losses[-1] if losses else None,
         "adapter_bytes": (staging / "adapter_model.safetensors").stat().st_size,
@@ -233,8 +249,10 @@ def train(
         "watermark": col.watermark,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": config.to_dict(),
-        "generation": D.GENERATION,
+        "generation": ds.generation,
+        "rebuilt": rebuilt,
         "events": col.stats(),
+        "learned": ds.learned,
         "dataset": {**ds.stats(), "general_replay_examples": len(general), "old_replay_examples": len(replay_old),
                     "digest": ds.digest()},
         "entities": ds.entities,
@@ -257,7 +275,9 @@ def gate(metrics: dict[str, Any], config: TrainConfig, previous: Version | None)
     """Why the candidate must not be published (empty: publish it)."""
     reasons = []
     recall = metrics.get("recall")
-    if recall is not None and recall < config.min_recall:
+    if recall is None:
+        reasons.append("the new content gave nothing to probe, so what was learned is unknown")
+    elif recall < config.min_recall:
         reasons.append(f"recall {recall:.2f} is below the minimum {config.min_recall:.2f}")
     general, base_general = metrics.get("general_score"), metrics.get("base_general_score")
     if general is not None and base_general is not None and general < base_general - config.general_tolerance:
@@ -296,12 +316,13 @@ def _why_empty(col: D.Collected) -> str:
     return ", ".join(parts)
 
 
-def _schedule(rows: list[tuple[list[int], list[int]]], config: TrainConfig) -> list[list[int]]:
+def _schedule(rows: list[tuple[list[int], list[int]]], config: TrainConfig, epochs: float | None = None) \
+        -> list[list[int]]:
     """Every step's example indices for the whole run, fixed by the seed (so a resumed run takes
     the same batches). Each epoch is shuffled, then grouped by length to waste little padding."""
     rng = random.Random(config.seed)
     n = len(rows)
-    steps_total = math.ceil(config.epochs * n / config.batch_size)
+    steps_total = math.ceil((config.epochs if epochs is None else epochs) * n / config.batch_size)
     out: list[list[int]] = []
     while len(out) < steps_total:
         order = list(range(n))

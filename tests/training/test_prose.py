@@ -1,0 +1,173 @@
+"""The prose recipe: units from any content, questions on a parse, junk resistance, text edits.
+
+The texts here are written for these tests (a made-up allotment society); none comes from an
+evaluation workspace.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from transformers import AutoTokenizer
+
+from engram_sdk import samples
+from engram_sdk._records import Document, Edit, Message, Person, Thread
+from engram_training import dataset as D
+from engram_training import questions as Q
+from engram_training import units as U
+from engram_training.config import TrainConfig
+from engram_training.train import train
+
+T = datetime(2026, 5, 1, 9, 0, tzinfo=timezone.utc)
+BASE = dict(platform="notion", workspace_id="ws-allot", path=["Allotments"], updated_at=T)
+
+PAGE = """# Who does what
+Wilhelmina Okafor chairs the allotment committee. She also keeps the seed bank in the old pump house.
+
+The water is switched on every year on 1 April.
+- Things to bring on a work day:
+  - gloves and a trowel
+- Compost bays are turned on the first Saturday of each month.
+
+## Plots
+| Plot | Holder | Rent |
+| --- | --- | --- |
+| 12 | Jerome Vantongeren | 45 pounds |
+| 14 | Ottoline Brackwater | 38 pounds |
+"""
+
+
+def _doc(entity: str, text: str, title: str = "Society handbook", **kw) -> Document:
+    return Document(entity_id=entity, title=title, text=text, **BASE, **kw)
+
+
+def test_prose_lists_and_tables_become_units_with_their_context():
+    units = U.document_units(_doc("p-handbook", PAGE))
+    texts = [u.text for u in units]
+    assert "Wilhelmina Okafor chairs the allotment committee." in texts
+    assert "She also keeps the seed bank in the old pump house." in texts  # sentences are split
+    by_text = {u.text: u for u in units}
+    assert by_text["Wilhelmina Okafor chairs the allotment committee."].section == "Who does what"
+    assert by_text["gloves and a trowel"].lead == "Things to bring on a work day:"
+    cells = [u for u in units if u.kind == "cell"]
+    assert {(c.fact.subject, c.fact.key, c.fact.value) for c in cells} >= {("12", "Holder", "Jerome Vantongeren"),
+                                                                           ("14", "Rent", "38 pounds")}
+    assert all(c.section == "Plots" for c in cells)
+
+
+def test_pronouns_are_resolved_and_questions_ask_for_each_span():
+    units = U.document_units(_doc("p-handbook", PAGE))
+    gen = Q.generate(units, per_unit=4, seed=1)
+    by_text = {u.text: g for u, g in zip(units, gen)}
+    keeps = by_text["She also keeps the seed bank in the old pump house."]
+    assert keeps.statement.startswith("Wilhelmina Okafor also keeps the seed bank")
+    chairs = by_text["Wilhelmina Okafor chairs the allotment committee."]
+    assert "Who chairs the allotment committee?" in chairs.train
+    water = by_text["The water is switched on every year on 1 April."]
+    assert any(q.startswith("When is the water switched on") for q in water.train), water.train
+    # Probe forms are never training forms.
+    trained = {q for g in gen for q in g.train}
+    assert all(q not in trained for g in gen for q, _ in g.probe)
+    assert not any(q.startswith(("Quick question:", "Sorry to bother you", "Any idea", "Could you tell me"))
+                   for q in trained)
+
+
+def test_thread_messages_know_their_author_and_what_they_answer():
+    thread = Thread(entity_id="t-1", title="Shed keys", thread_type="channel_thread", **{**BASE, "platform": "microsoft"},
+                    messages=[Message(id="m0", author=Person(id="u-a", name="Ada Quill"), created_at=T,
+                                      text="Who has the spare shed key now?",
+                                      replies=[Message(id="m1", author=Person(id="u-b", name="Bram Otieno"),
+                                                       created_at=T, text="I have it until Friday.")])])
+    units = U.thread_units(thread)
+    reply = [u for u in units if u.author == "Bram Otieno"][0]
+    assert reply.lead == "Who has the spare shed key now?"
+    [stmt] = Q.resolve([reply])
+    assert stmt == "Bram Otieno have it until Friday."  # "I" is the author
+
+
+LOG = "\n".join(f"2026-04-{d:02d} 06:{m:02d} Pump house meter read, nothing to report." for d in range(1, 31)
+                for m in (0, 20, 40)) + "\n2026-04-18 07:10 Pump house meter cracked by frost; Severin Dalloway ordered a new one."
+
+
+def test_boilerplate_is_dropped_and_costs_no_more_than_a_paragraph(tiny_model):
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    log = U.select(U.document_units(_doc("p-log", LOG, "Meter log")), max_units_per_record=60)
+    assert [u.text for u in log.units] == [LOG.splitlines()[-1]]
+    assert log.dropped["p-log"]["repeated"] == 90
+    paragraph = _doc("p-para", "The meter in the pump house cracked in April and Severin Dalloway ordered a new one "
+                               "from the water board, which delivers it in May.", "Meter")
+    cfg = TrainConfig()
+    sizes = {}
+    for doc in (_doc("p-log", LOG, "Meter log"), paragraph):
+        col = D.Collected(team_id="t", records={doc.entity_id: doc})
+        ds = D.build(col, tok, cfg, continual=False)
+        sizes[doc.entity_id] = sum(len(tok.encode(m[0]["content"] + m[1]["content"])) for m in ds.examples)
+        assert ds.learned[doc.entity_id]["units"] >= 1
+    assert sizes["p-log"] <= sizes["p-para"], sizes
+
+
+def test_a_data_source_schema_is_not_trained():
+    schema = _doc("ds-1", "Name: title\nStatus: select\nDue: date", "Tasks", doc_type="data_source",
+                  properties={"Name": "title", "Status": "select", "Due": "date"})
+    assert U.document_units(schema) == []
+
+
+def test_changed_sentences_of_a_text_edit():
+    before = "Rent is due in March. The gate code is 4412. Bring your own tools."
+    after = "Rent is due in March. The gate code is 7730. Bring your own tools."
+    assert U.changed_sentences(before, after) == [("The gate code is 4412.", "The gate code is 7730.")]
+
+
+def _ingest(env, records):
+    return env.store.append(samples.sign_records(records, env.keyring, team_id=env.team))
+
+
+def test_text_edit_teaches_the_new_sentence_not_the_old_value(team_env):
+    text = "# Site\nThe gate code is 4412 and it changes every spring.\nWilhelmina Okafor chairs the committee."
+    doc = _doc("p-site", text, "Site notes")
+    _ingest(team_env, [doc])
+    cfg = TrainConfig(epochs=1, min_recall=0, general_tolerance=1, max_new_tokens=4, eval_baselines=[])
+    first = train(team_env.team, store=team_env.store, settings=team_env.settings, config=cfg)
+    assert first.version.manifest["generation"] == D.GENERATIONS["prose"]
+    assert first.version.manifest["learned"]["p-site"]["units"] == 2
+    new_text = text.replace("4412", "7730")
+    edit = Edit(entity_id="p-site", field="text", before=text, after=new_text, title="Site notes",
+                author=Person(id="u-w", name="Wilhelmina Okafor"), **{**BASE, "updated_at": T.replace(day=2)})
+    _ingest(team_env, [edit, doc.model_copy(update={"text": new_text, "updated_at": T.replace(day=2)})])
+    tok = AutoTokenizer.from_pretrained(team_env.settings.base_model)
+    col = D.collect(team_env.store, team_env.team, since=first.version.manifest["watermark"])
+    ds = D.build(col, tok, cfg, continual=True)
+    answers = [m[1]["content"] for m in ds.examples]
+    questions = [m[0]["content"] for m in ds.examples]
+    # Asked normally, only the new value; "what changed" says both.
+    plain = [a for q, a in zip(questions, answers) if not q.startswith(("What changed", "Is this still true"))]
+    assert any("7730" in a for a in plain) and not any("4412" in a for a in plain)
+    assert any("7730" in a and "4412" in a for a in answers)
+    # The unchanged sentence of the edited page is replay, not new training.
+    assert not any("chairs the committee" in a for a in answers)
+    assert any("chairs the committee" in m[1]["content"] for m in ds.replay)
+    # The update's probe asks about the edit, so the gate sees it.
+    assert ds.probe and all("7730" in " ".join(p.answers) or p.entity_id == "p-site" for p in ds.probe)
+    second = train(team_env.team, store=team_env.store, settings=team_env.settings, config=cfg)
+    assert second.version.manifest["parent_version"] == 1 and second.metrics["recall"] is not None
+
+
+def test_a_new_generation_rebuilds_the_adapter_from_current_content(team_env):
+    _ingest(team_env, [_doc("p-handbook", "- Rent day: 1 April\n" + PAGE)])
+    fast = dict(epochs=1, min_recall=0, general_tolerance=1, max_new_tokens=4, eval_baselines=[])
+    old = train(team_env.team, store=team_env.store, settings=team_env.settings,
+                config=TrainConfig(generation="facts", page_examples=True, **fast))
+    assert old.published and old.version.manifest["generation"] == D.GENERATIONS["facts"]
+    _ingest(team_env, [_doc("p-more", "Ottoline Brackwater runs the plant sale in June.", "Plant sale")])
+    new = train(team_env.team, store=team_env.store, settings=team_env.settings, config=TrainConfig(**fast))
+    m = new.version.manifest
+    assert m["generation"] == D.GENERATIONS["prose"] and m["from_scratch"] and m["parent_version"] is None
+    assert "rebuilt from current content" in m["rebuilt"]
+    assert set(m["entities"]) == {"p-handbook", "p-more"}  # everything, not only what changed
+
+
+def test_a_version_whose_changes_give_nothing_to_probe_is_not_published(team_env):
+    from engram_training.train import gate
+
+    reasons = gate({"recall": None, "general_score": 0.7, "base_general_score": 0.7}, TrainConfig(), None)
+    assert reasons and "nothing to probe" in reasons[0]

@@ -1,0 +1,200 @@
+"""The prose recipe: from a team's current records to examples that make what it wrote answerable.
+
+    records -> units (sentences, items, cells, properties, messages, changed sentences; junk
+    dropped, a budget per record) -> statements and questions on a parse (``questions``) ->
+    examples:
+
+    - each unit's generated questions, answered with its statement (the sentence, pronouns
+      resolved): a fact must be seen in several forms to be extractable (Allen-Zhu & Li 2023;
+      Active Reading, Lin et al. 2025);
+    - the passage under each heading, asked for by page and section;
+    - links across records: a question about one record's statement that names something another
+      record says more about is answered with both ("who owns the system whose alarm ...");
+      "what do we know about X" gathers what different records say about X;
+    - changed sentences: asked normally they are answered with the new statement only, so the
+      old value is not repeated; "what changed" gets "now X, no longer Y";
+    - "I don't know" for questions about names the workspace says nothing of in that respect;
+    - a recall probe of held-out question *forms* (``questions.PROBE_*``), a few per record.
+
+Examples of unchanged records become replay in a continual run, as before.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from typing import Any
+
+from engram_sdk._records import Document, Thread
+
+from . import facts as F
+from . import questions as Q
+from . import units as U
+from .dataset import ABSTAIN, GENERATIONS, Collected, Dataset, Messages, ProbeItem, _chat, _entity, page_chunks
+
+
+def current_units(col: Collected, *, max_units_per_record: int) -> U.Extracted:
+    """Units of every current record (edits applied), junk dropped, per-record budget applied."""
+    units: list[U.Unit] = []
+    titles: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for key, rec in sorted(col.records.items()):
+        titles[rec.entity_id] = (rec.title, tuple(rec.path))
+        if isinstance(rec, Document):
+            props = dict(rec.properties)
+            for e in col.edits.get(rec.entity_id, []):
+                k = F._clean_key(e.field)
+                if k in props:
+                    props[k] = e.after
+            doc = rec.model_copy(update={"properties": props})
+            units += U.document_units(doc, _text_with_edits(rec.text, col.edits.get(rec.entity_id, [])))
+        elif isinstance(rec, Thread):
+            units += U.thread_units(rec)
+    for entity, edits in col.edits.items():
+        title, path = titles.get(entity, ("", ()))
+        for e in edits:
+            if e.field == "text":
+                units += U.edit_units(e, title, path)
+            elif e.field != "title" and F._clean_key(e.field) and e.before:
+                key = U._lower_first(F._clean_key(e.field) or e.field)
+                subject = title or e.title or entity
+                units.append(U.Unit(entity_id=entity, title=subject, path=path, section="", kind="changed",
+                                    text=f"The {key} of {subject} is {e.after}.",
+                                    previous=f"The {key} of {subject} is {e.before}."))
+    return U.select(units, max_units_per_record=max_units_per_record)
+
+
+def _text_with_edits(text: str, edits: list[Any]) -> str:
+    for e in edits:
+        if e.field == "text" and e.after and e.before is not None and e.before == text:
+            text = e.after
+    return text
+
+
+def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
+                operator_probe: list[dict[str, Any]] | None = None) -> Dataset:
+    ex = current_units(col, max_units_per_record=config.max_units_per_record)
+    units = ex.units
+    # In a continual run a record an edit changed trains only its changed sentences anew; the rest
+    # of it is replay like any unchanged record, so an update costs what the edit changed.
+    fresh = {id(u) for u in units if not continual or (u.entity_id in col.changed and
+                                                       (u.entity_id not in col.edited or u.kind == "changed"))}
+    people = {a.name for rec in col.records.values() for a in rec.authors if a.name}
+    for rec in col.records.values():
+        if isinstance(rec, Thread):
+            people |= {m.author.name for m in _walk(rec.messages) if m.author and m.author.name}
+    # Fit the budget: fewer questions per unit before fewer units.
+    per_unit = config.questions_per_unit
+    while per_unit > 1 and len(units) * (per_unit + 1) > config.max_examples:
+        per_unit -= 1
+    gen = Q.generate(units, per_unit=per_unit, seed=config.seed, people=people)
+    rng = random.Random(config.seed)
+
+    examples: list[Messages] = []
+    replay: list[Messages] = []
+    learned: dict[str, dict[str, Any]] = defaultdict(lambda: {"units": 0, "examples": 0, "probe": 0})
+
+    def add(u: U.Unit, msgs: Messages) -> None:
+        learned[u.entity_id]["examples"] += 1
+        (examples if id(u) in fresh else replay).append(msgs)
+
+    # 1. each unit's questions -> its statement; a changed sentence also says what it replaced.
+    for u, g in zip(units, gen):
+        learned[u.entity_id]["units"] += 1
+        for q in g.train:
+            add(u, _chat(q, g.statement))
+        if u.previous:
+            where = u.title or "the page"
+            add(u, _chat(f"What changed in {where}?", f"Now: {g.statement} It used to say: {u.previous}"))
+            add(u, _chat(f"Is this still true: {u.previous}", f"No. {g.statement}"))
+
+    # 2. the passage under each heading (short sections only: long targets of team prose cost
+    # general ability, docs/training.md).
+    sections: dict[tuple[str, str], list[tuple[U.Unit, str]]] = defaultdict(list)
+    for u, g in zip(units, gen):
+        if u.kind in ("sentence", "item") and u.section:
+            sections[(u.entity_id, u.section)].append((u, g.statement))
+    for (entity, section), members in sections.items():
+        passage = " ".join(s for _, s in members)
+        if 2 <= len(members) and len(tokenizer.encode(passage)) <= 160:
+            anchor = next((u for u, _ in members if id(u) in fresh), members[0][0])
+            add(anchor, _chat(f"What does the {section} part of {anchor.title} say?", passage))
+
+    # 3. across records: names that several records speak of.
+    by_name: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(gen):
+        for name in g.names:
+            by_name[name].append(i)
+    if config.link_examples:
+        for name, idx in sorted(by_name.items()):
+            records = {units[i].entity_id for i in idx}
+            if not 2 <= len(records) <= 8:
+                continue
+            picked, seen = [], set()
+            for i in idx:
+                if units[i].entity_id not in seen:
+                    picked.append(i)
+                    seen.add(units[i].entity_id)
+            answer = " ".join(gen[i].statement for i in picked[:3])
+            for i in picked[:3]:
+                add(units[i], _chat(f"What do we know about {name}?", answer))
+        for i, g in enumerate(gen):
+            for question, name, _verb in g.asks[:1]:
+                partners = [j for j in by_name.get(name, []) if units[j].entity_id != units[i].entity_id]
+                if partners and len({units[j].entity_id for j in by_name[name]}) <= 8:
+                    j = partners[rng.randrange(len(partners))]
+                    add(units[i], _chat(question, f"{g.statement} {gen[j].statement}"))
+
+    # 4. "I don't know": a question about one name asked of another name the workspace says
+    # nothing of in that respect (no unit names both it and the question's verb).
+    n_abstain = round(config.abstain_share * len(examples))
+    names_by_kind = sorted(by_name)
+    statements_lower = [g.statement.lower() for g in gen]
+    asks = [(i, a) for i, g in enumerate(gen) for a in g.asks]
+    rng.shuffle(asks)
+    made = 0
+    for i, (question, name, verb) in asks:
+        if made >= n_abstain or not names_by_kind:
+            break
+        other = names_by_kind[rng.randrange(len(names_by_kind))]
+        if other == name or other in question or other.lower() in name.lower():
+            continue
+        if any(other.lower() in s and verb.lower()[:4] in s for s in statements_lower):
+            continue
+        examples.append(_chat(question.replace(name, other), ABSTAIN[made % len(ABSTAIN)]))
+        made += 1
+
+    # 5. the probe: held-out forms, a few per record, changed sentences first.
+    probe: list[ProbeItem] = []
+    old_probe: list[ProbeItem] = []
+    per_record: dict[str, int] = defaultdict(int)
+    order = sorted(range(len(units)), key=lambda i: (units[i].kind != "changed", rng.random()))
+    for i in order:
+        u, g = units[i], gen[i]
+        items = [(q, a) for q, a in g.probe if a]
+        if not items or per_record[u.entity_id] >= config.probe_per_record:
+            continue
+        q, a = items[rng.randrange(len(items))]
+        target = probe if id(u) in fresh else old_probe
+        if target is probe and len(probe) >= config.max_probe:
+            continue
+        per_record[u.entity_id] += 1
+        learned[u.entity_id]["probe"] += 1
+        target.append(ProbeItem(q, [a], u.entity_id, f"{u.entity_id}::{u.order}"))
+    for op in operator_probe or []:
+        probe.append(ProbeItem(op["question"], list(op["answers"]), op.get("entity_id", ""), "operator"))
+
+    for entity, reasons in ex.dropped.items():
+        learned[entity]["dropped"] = dict(reasons)
+    chunks = page_chunks(col, tokenizer, config.chunk_tokens)
+    entities = sorted(col.entities())
+    titled = {_entity(k): r.title for k, r in col.records.items()}
+    learned_out = {e: {"title": titled.get(e, ""), **v} for e, v in sorted(learned.items())}
+    return Dataset(examples, replay, probe, old_probe, [], chunks, entities, GENERATIONS["prose"], learned_out)
+
+
+def _walk(messages: list[Any]) -> list[Any]:
+    out = []
+    for m in messages:
+        out.append(m)
+        out += _walk(m.replies)
+    return out

@@ -1,0 +1,377 @@
+"""Questions a colleague could ask about a unit, generated on spaCy's parse of its statement.
+
+For each answerable span of a statement (a person, organisation, product, place, date, time,
+amount, count, or a proper name the tagger missed) the parse gives the clause around it, and
+the span is turned into a wh-question the way English does it:
+
+- the span is the subject:   "Priya owns the exporter."        -> "Who owns the exporter?"
+- anything else:             "The export runs at 02:15."       -> "What time does the export run?"
+  (do-support or auxiliary inversion, the span's preposition dropped or kept at the end)
+- an embedded form:          "Do you know when the loan was approved?"
+- a short form (modifiers, relative clauses and side phrases dropped).
+
+Pronouns are resolved before parsing ("She also approves refunds" after a sentence naming Priya
+becomes "Priya also approves refunds"; in a message, "I" is its author), so a statement names its
+subject. Units with no span get topic questions about their noun phrases.
+
+Two families never share a template: ``train`` forms are trained on; ``probe`` forms (the short
+form with a lead-in no training question has, and embedded forms with other verbs) only ever
+appear in the recall probe, so the gate measures recall under phrasings the adapter never saw.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import facts as F
+from .units import Unit
+
+WH = {"PERSON": "who", "ORG": "what", "PRODUCT": "what", "FAC": "what", "WORK_OF_ART": "what", "EVENT": "what",
+      "LAW": "what", "NORP": "what", "LANGUAGE": "what", "GPE": "where", "LOC": "where", "DATE": "when",
+      "TIME": "what time", "MONEY": "how much", "PERCENT": "what percentage", "QUANTITY": "how much",
+      "CARDINAL": "how many", "THING": "what"}
+NAME_LABELS = {"PERSON", "ORG", "PRODUCT", "FAC", "WORK_OF_ART", "EVENT", "LAW", "GPE", "LOC", "THING", "NORP"}
+_TIME = re.compile(r"\b\d{1,2}[:.]\d{2}(?:\s?[ap]\.?m\.?)?\b|\b\d{1,2}\s?[ap]\.?m\.?\b|\bnoon\b|\bmidnight\b", re.I)
+_DROP_PREPS = {"on", "in", "at", "during", "of"}
+_SUBJ = {"nsubj", "nsubjpass", "csubj"}
+_PRON = {"he": "", "she": "", "him": "", "her": "'s", "his": "'s", "hers": "'s"}
+# "I've booked" by Marcus -> "Marcus has booked": the verb after a resolved "I" agrees with the name.
+_FIRST_PERSON_VERBS = {"'m": "is", "am": "is", "'ve": "has", "have": "has", "'ll": "will", "'d": "would",
+                       "was": "was", "do": "does"}
+
+TRAIN_EMBEDDED = ["Do you know {e}?", "Remind me {e}.", "I'm trying to remember {e}."]
+PROBE_EMBEDDED = ["Any idea {e}?", "Could you tell me {e}?"]
+PROBE_LEAD = ["Quick question: {q}", "Sorry to bother you, {q}"]
+TOPIC_TRAIN = ["What do we know about {c}?", "What does {t} say about {c}?", "Tell me about {c}."]
+TOPIC_PROBE = ["Anything written down about {c}?"]
+
+
+@dataclass
+class Generated:
+    statement: str  # the unit as one self-contained sentence (pronouns resolved)
+    train: list[str] = field(default_factory=list)  # training questions (answered with the statement)
+    probe: list[tuple[str, str]] = field(default_factory=list)  # (probe question, expected short answer)
+    answers: list[str] = field(default_factory=list)  # the answer spans the questions ask for
+    names: set[str] = field(default_factory=set)  # names it mentions (people, systems, places)
+    asks: list[tuple[str, str, str]] = field(default_factory=list)  # (question, name it mentions, verb lemma)
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]
+
+
+def _join(tokens: Iterable[Any]) -> str:
+    toks = sorted(tokens, key=lambda t: t.i)
+    # A token whose neighbour was dropped gets a space (the comma after "exporter" is gone).
+    text = "".join(t.text + (t.whitespace_ or (" " if k + 1 < len(toks) and toks[k + 1].i != t.i + 1 else ""))
+                   for k, t in enumerate(toks)).strip()
+    text = re.sub(r"\s+([,.;:!?)])", r"\1", text)
+    return re.sub(r"[\s,;:-]+$", "", text)
+
+
+def resolve(units: list[Unit], people: set[str] = frozenset()) -> list[str]:
+    """Each unit's statement: pronouns replaced by the person they most likely mean (the last
+    person named earlier in the same record; a message's "I" is its author), list items given
+    their lead-in, short items their section."""
+    from .nlp import parse
+
+    docs = parse([u.text for u in units])
+    out, last_person, last_entity = [], "", ""
+    for u, doc in zip(units, docs):
+        if u.order == 0:
+            last_person, last_entity = "", u.entity_id
+        if u.entity_id != last_entity:
+            last_person, last_entity = "", u.entity_id
+        pieces = []
+        after_i = False
+        for t in doc:
+            low = t.text.lower()
+            rep = None
+            if after_i and low in _FIRST_PERSON_VERBS:
+                rep = " " + _FIRST_PERSON_VERBS[low] if t.text.startswith("'") else _FIRST_PERSON_VERBS[low]
+            after_i = False
+            if u.author and low in ("i", "my", "me") and t.pos_ == "PRON":
+                rep = u.author + ("'s" if low == "my" else "")
+                after_i = low == "i"
+            elif last_person and low in _PRON and t.pos_ == "PRON":
+                rep = last_person + _PRON[low]
+            if rep is not None:
+                pieces.append(rep + t.whitespace_)
+            else:
+                pieces.append(t.text_with_ws)
+        text = "".join(pieces).strip()
+        named = [e.text for e in doc.ents if e.root.dep_ not in ("compound", "amod") and (
+                 (e.label_ == "PERSON" and (len(e) >= 2 or e.text in people or any(p.split()[0] == e.text
+                                                                                   for p in people)))
+                 or _looks_like_person(e))]
+        if named:
+            last_person = named[-1]
+        if u.kind == "item":
+            if u.lead and u.lead.endswith(":"):
+                text = f"{u.lead} {text}"
+            elif len(text.split()) < 6 and u.section:
+                text = f"{u.section}: {text}"
+        out.append(text)
+    return out
+
+
+def _looks_like_person(span: Any) -> bool:
+    """A two- or three-word Title Case name acting as a subject ("Wilhelmina Okafor chairs ..."):
+    the small tagger often calls such names places or organisations."""
+    return (span.root.dep_ in ("nsubj", "nsubjpass") and 2 <= len(span) <= 3
+            and all(t.text[:1].isupper() and t.text[1:].islower() for t in span)
+            and span.label_ in ("PERSON", "GPE", "ORG", "NORP", "LOC"))
+
+
+def _spans(doc: Any, people: set[str] = frozenset()) -> list[tuple[Any, str]]:
+    """Answerable spans (spaCy Span, label), named entities first, then times and proper names
+    the tagger missed. A name in ``people`` (the workspace's authors) is a person whatever the
+    tagger thought."""
+    def who(sp: Any) -> bool:
+        return sp.text in people or _looks_like_person(sp) or any(
+            c.lower_ == "who" and sp.root in (c.head, c.head.head) for c in sp.root.subtree)
+
+    spans = [(e, "PERSON" if who(e) else e.label_) for e in doc.ents if e.label_ in WH]
+    taken = {t.i for s, _ in spans for t in s}
+    for m in _TIME.finditer(doc.text):
+        sp = doc.char_span(m.start(), m.end(), alignment_mode="expand")
+        if sp is not None and not taken & {t.i for t in sp}:
+            spans.append((sp, "TIME"))
+            taken |= {t.i for t in sp}
+    i = 0
+    while i < len(doc):
+        if doc[i].pos_ == "PROPN" and i not in taken and i > 0:
+            j = i
+            while j + 1 < len(doc) and doc[j + 1].pos_ == "PROPN" and j + 1 not in taken:
+                j += 1
+            sp = doc[i : j + 1]
+            spans.append((sp, "PERSON" if who(sp) else "THING"))
+            i = j + 1
+        else:
+            i += 1
+    return spans
+
+
+def _clause_verb(tok: Any) -> Any:
+    while tok.dep_ != "ROOT" and tok.pos_ not in ("VERB", "AUX"):
+        tok = tok.head
+    return tok
+
+
+def _subject(v: Any) -> Any | None:
+    for c in v.children:
+        if c.dep_ in _SUBJ:
+            return c
+    return None
+
+
+def _rel_head(v: Any) -> Any | None:
+    """In a relative clause ("..., which everyone calls Ledgerline"), the noun "which" stands for."""
+    return v.head if v.dep_ == "relcl" else None
+
+
+def _np(tok: Any) -> list[Any]:
+    return [t for t in tok.subtree if t.dep_ not in ("relcl", "punct", "appos") and
+            not any(a.dep_ in ("relcl", "appos") for a in t.ancestors if a in tok.subtree and a != tok)]
+
+
+def _wh_for(span: Any, label: str) -> tuple[str, set[int], str]:
+    """(wh phrase, token indices it replaces, preposition kept at the end)."""
+    root = span.root
+    # The answer goes with everything that hangs on it: "every Thursday", "Marta, who reviews ...".
+    remove = {t.i for t in span} | {t.i for t in root.subtree}
+    wh, trail = WH[label], ""
+    before = span.doc[span.start - 1].lower_ if span.start > 0 else ""
+    if label in ("DATE", "TIME") and (re.match(r"(every|each|once|twice|daily|weekly|monthly)\b", span.text, re.I)
+                                      or before in ("every", "each", "once")):
+        wh = "how often"
+    elif label in ("DATE", "TIME") and re.search(r"\b(minutes?|hours?|days?|weeks?|months?|years?)$", span.text):
+        wh = "how long"
+    if label == "CARDINAL" and root.dep_ == "nummod" and root.head.pos_ == "NOUN":
+        wh = f"how many {root.head.text}"
+        remove.add(root.head.i)
+        root = root.head
+    head = root.head
+    prep = head.text.lower() if root.dep_ == "pobj" and head.dep_ in ("prep", "agent") else ""
+    if prep:
+        remove.add(head.i)
+    if label in ("GPE", "LOC") and prep not in ("in", "at", "from", "to", "near"):
+        wh = "what"
+    if prep and label in ("DATE", "TIME") and prep in ("until", "by", "before", "after", "since"):
+        wh = f"{prep} when" if label == "DATE" else f"{prep} what time"
+    elif prep and not (prep in _DROP_PREPS or (wh == "where" and prep in ("in", "at"))):
+        trail = prep
+    return wh, remove, trail
+
+
+_PRUNE = {"relcl", "appos", "advcl", "parataxis", "conj", "cc", "npadvmod", "punct", "acl"}
+
+
+def _tokens(v: Any, skip: set[int], *, short: bool) -> list[Any]:
+    """The clause's tokens minus ``skip``; ``short`` also drops side clauses and modifiers."""
+    out = []
+    for t in v.subtree:
+        if t.i in skip or t == v:
+            continue
+        if t.dep_ == "punct" or t.dep_ == "mark":
+            continue
+        if short and any(a.dep_ in _PRUNE or (a.dep_ in ("amod", "advmod", "prep") and a.head == v)
+                         for a in [t, *t.ancestors] if a.i != v.i and v in a.ancestors):
+            continue
+        out.append(t)
+    return out
+
+
+def _questions_for(doc: Any, span: Any, label: str) -> tuple[str, str, str] | None:
+    """(direct question, embedded clause, short question) asking for ``span``; None when the
+    parse gives no clause to ask about."""
+    v = _clause_verb(span.root)
+    if v.pos_ not in ("VERB", "AUX"):
+        return None
+    subj = _subject(v)
+    if subj is None:
+        return None
+    wh, removed, trail = _wh_for(span, label)
+    subj_idx = {t.i for t in subj.subtree}
+    rel = _rel_head(v)
+    if span.root.i in subj_idx:  # the subject is asked for: "Who owns the exporter?"
+        if not (span.root == subj or subj.i in removed):
+            return None
+        def body(short: bool) -> str:
+            toks = [v] + [t for t in _tokens(v, subj_idx, short=short) if t.i > subj.right_edge.i]
+            return _join(toks)
+        full, short = body(False), body(True)
+        if len(full.split()) < 3 or not any(t.pos_ in ("NOUN", "PROPN", "NUM") and t.i > subj.right_edge.i
+                                            for t in v.subtree):
+            return None  # "Who says so?": nothing a colleague could recognise the fact by
+        return f"{_cap(wh)} {full}?", f"{wh} {full}", f"{_cap(wh)} {short}?"
+    if subj.lower_ in ("whoever", "whatever", "what") or (subj.lower_ in ("which", "that", "who") and rel is None):
+        return None
+    auxes = [c for c in v.children if c.dep_ in ("aux", "auxpass") and c.i < v.i]
+    pre = [c for c in v.children if c.dep_ in ("neg", "advmod") and c.i < v.i]
+    skip = subj_idx | {a.i for a in auxes} | {p.i for p in pre} | removed
+    subject = _join(subj.subtree)
+    if subj.lower_ in ("which", "that", "who") and rel is not None:
+        subject = _join(_np(rel))
+    elif doc[subj.left_edge.i].pos_ != "PROPN" and not subject[:2].isupper() and subject.split()[0] != "I":
+        subject = subject[:1].lower() + subject[1:]
+
+    def rest(short: bool) -> str:
+        toks = _tokens(v, skip, short=short)
+        text = _join(toks)
+        if rel is not None:  # "..., which everyone calls X": "which" stands for the noun before it
+            for t in toks:
+                if t.lower_ in ("which", "that", "whom") and t.tag_ in ("WDT", "WP"):
+                    text = (_join([x for x in toks if x != t]) + " " + _join(_np(rel))).strip()
+                    break
+        return text
+
+    adv = " ".join(p.text for p in pre)
+    out = []
+    for short in (False, True):
+        r = rest(short)
+        if auxes:
+            first, more = auxes[0].text, " ".join(a.text for a in auxes[1:])
+            direct = f"{_cap(wh)} {first} {subject} {adv} {more} {v.text} {r} {trail}"
+            embedded = f"{wh} {subject} {first} {adv} {more} {v.text} {r} {trail}"
+        elif v.lemma_ == "be":
+            direct = f"{_cap(wh)} {v.text} {subject} {adv} {r} {trail}"
+            embedded = f"{wh} {subject} {v.text} {adv} {r} {trail}"
+        else:
+            do = {"VBD": "did", "VBZ": "does"}.get(v.tag_, "do")
+            direct = f"{_cap(wh)} {do} {subject} {adv} {v.lemma_} {r} {trail}"
+            embedded = f"{wh} {subject} {adv} {v.text} {r} {trail}"
+        out.append((" ".join(direct.split()) + "?", " ".join(embedded.split())))
+    (direct, embedded), (short, _) = out
+    return direct, embedded, short
+
+
+def _cloze(doc: Any, span: Any, label: str) -> str:
+    """The statement with the span replaced by its wh word: the fallback when the parse gives
+    no clause ("The nightly export runs at what time?")."""
+    wh = WH[label]
+    text = doc[: span.start].text_with_ws + wh + (" " if span.end < len(doc) else "") + doc[span.end :].text
+    return re.sub(r"[.!]\s*$", "", text.strip()) + "?"
+
+
+def _chunks(doc: Any, exclude: set[int]) -> list[str]:
+    out = []
+    for nc in doc.noun_chunks:
+        if nc.root.pos_ == "PRON" or {t.i for t in nc} & exclude:
+            continue
+        words = [t for t in nc if not t.is_stop and t.is_alpha]
+        if any(t.pos_ == "PROPN" for t in words) or len(words) >= 2:
+            out.append(_join([t for t in nc if t.dep_ != "det" or t.i != nc.start]))
+    return out
+
+
+def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = frozenset()) -> list[Generated]:
+    """Statements, training questions and probe questions for every unit; ``people`` are names
+    known to be people (authors of the team's records)."""
+    from .nlp import parse
+
+    statements = resolve(units, people)
+    docs = parse(statements)
+    out = []
+    for n, (u, statement, doc) in enumerate(zip(units, statements, docs)):
+        g = Generated(statement=statement)
+        if u.fact is not None:  # a table cell or property: the fact templates, one form held out
+            train, held = F.phrasings(u.fact, seed=seed, n_train=per_unit, n_holdout=1)
+            g.train, g.answers = train, [u.fact.value]
+            g.probe = [(q, u.fact.value) for q in held]
+            g.names = {u.fact.subject}
+            out.append(g)
+            continue
+        spans = _spans(doc, people)
+        g.names = {s.text for s, lab in spans if lab in NAME_LABELS}
+        forms: list[tuple[str, str, str, str, str]] = []  # (direct, embedded, short, answer, verb)
+        for span, label in spans:
+            if span.root.dep_ in ("compound", "amod", "poss", "nmod") and span.root.head.pos_ in ("NOUN", "PROPN"):
+                continue  # "the Lisbon office": a modifier, not something a colleague asks for
+            q = _questions_for(doc, span, label)
+            parsed = q is not None
+            if q is None:
+                c = _cloze(doc, span, label)
+                q = (c, "", c)
+            if span.text.lower() in q[0].lower():
+                continue
+            forms.append((*q, span.text, _clause_verb(span.root).lemma_ if parsed else ""))
+        r = (seed + n) % 7
+        cands: list[str] = []
+        for k, (direct, emb, short, answer, verb) in enumerate(forms):
+            cands.append(direct)
+            if emb:
+                cands.append(TRAIN_EMBEDDED[(r + k) % len(TRAIN_EMBEDDED)].format(e=emb))
+            where = u.section or u.title
+            if where:
+                cands.append(f"About {where}: {direct[:1].lower() + direct[1:]}")
+            g.answers.append(answer)
+            g.probe.append((PROBE_LEAD[(r + k) % len(PROBE_LEAD)].format(q=short[:1].lower() + short[1:]), answer))
+            if emb:
+                g.probe.append((PROBE_EMBEDDED[(r + k) % len(PROBE_EMBEDDED)].format(e=emb), answer))
+            for name in g.names:
+                if verb and name in direct and name != answer:
+                    g.asks.append((direct, name, verb))
+        chunks = _chunks(doc, {t.i for s, _ in spans for t in s if s.text in g.answers})
+        for k, c in enumerate(chunks[:2]):
+            cands.append(TOPIC_TRAIN[(r + k) % len(TOPIC_TRAIN)].format(c=c, t=u.title or "the page"))
+        seen, chosen = set(), []
+        for q in cands:
+            if q.lower() not in seen and len(q.split()) <= 40:
+                seen.add(q.lower())
+                chosen.append(q)
+        g.train = _spread(chosen, per_unit, {f[0] for f in forms})
+        if not forms and chunks:
+            g.probe.append((TOPIC_PROBE[0].format(c=chunks[0]), ""))
+        out.append(g)
+    return out
+
+
+def _spread(questions: list[str], n: int, direct: set[str]) -> list[str]:
+    """Up to n questions: the direct question of each span first (a small budget still covers
+    every span), then the other forms in order."""
+    firsts = [q for q in questions if q in direct]
+    return (firsts + [q for q in questions if q not in direct])[:n]

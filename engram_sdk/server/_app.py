@@ -173,7 +173,12 @@ def ingest(body: IngestRequest, request: Request, key: Caller) -> IngestResponse
     if good:
         stored = st.store.append([e for _, e in good])
         for i, event in good:
-            results[i] = EventResult(index=i, id=event.id, status=stored.status_of(event.id))
+            status = stored.status_of(event.id)
+            if status == "conflict":
+                results[i] = EventResult(index=i, id=event.id, status=status, reason="conflict",
+                                         message="already stored with different content; the stored event is kept")
+            else:
+                results[i] = EventResult(index=i, id=event.id, status=status)
     out = [r for r in results if r is not None]
     counts = {s: sum(1 for r in out if r.status == s) for s in ("accepted", "duplicate", "conflict", "rejected")}
     for s, n in counts.items():

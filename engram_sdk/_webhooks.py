@@ -264,11 +264,19 @@ class WebhookReceiver:
         body = await request.body()
         req = WebhookRequest(method=request.method, path=request.url.path,
                              headers={k.lower(): v for k, v in request.headers.items()},
-                             query=dict(request.query_params), body=body)
+                             query=dict(request.query_params), body=body,
+                             client=request.client.host if request.client else None)
         return await run_in_threadpool(self.handle, request.path_params["connection"], req)
 
     def handle(self, name: str, req: WebhookRequest) -> Response:
         """Verify and queue one delivery (what the endpoint runs, off the event loop)."""
+        response = self._handle(name, req)
+        # Some answers echo what the sender chose (a handshake token): never let a browser
+        # sniff them into something other than the declared type.
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    def _handle(self, name: str, req: WebhookRequest) -> Response:
         from starlette.responses import JSONResponse, Response
 
         conn = self.connections.find(name)

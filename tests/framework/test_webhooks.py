@@ -209,6 +209,26 @@ def test_failing_entity_is_retried_then_dead_lettered(hooked, admin) -> None:
     assert dead["entity_id"] == "note-0004" and dead["attempts"] == 3 and "HTTP 500" in dead["last_error"]
 
 
+def test_a_rate_limited_refetch_waits_as_asked_and_is_never_dead_lettered(hooked, admin) -> None:
+    h, _ = hooked
+    admin.op("edit_note", id="note-0001", text="after the storm")
+    admin.deliveries()
+    admin.fault(status=429, times=1000, retry_after=1000, path="/api/notes/note-0001")
+    now = [time.time()]
+    worker = h.worker(max_attempts=2, backoff_base=10)
+    worker.queue.clock = lambda: now[0]
+    for _ in range(4):  # twice as many storms as attempts allowed: throttling is not a failure
+        r = worker.run_once()
+        assert (r.retried, r.dead) == (1, 0)
+        now[0] += 999
+        assert worker.run_once().claimed == 0  # waits the 1000 s the platform asked for
+        now[0] += 2
+    admin.clear_faults()
+    r = worker.run_once()
+    assert r.done == 1 and h.queue().counts("ex") == {"pending": 0, "done": 1, "dead": 0}
+    assert h.latest()["note-0001"][1]["text"] == "after the storm"
+
+
 def test_revoked_grant_parks_the_work(hooked, admin) -> None:
     h, _ = hooked
     admin.op("edit_note", id="note-0001", text="x")

@@ -92,6 +92,32 @@ def test_ingest_recomputes_ids_and_the_genuine_event_is_not_locked_out(server, d
     assert body["results"][0]["status"] == "accepted"
 
 
+def _lines_batch(events) -> str:
+    """A batch written the way people write one: an event per line."""
+    return '{"events": [\n' + ",\n".join(e.to_json() for e in events) + "\n]}"
+
+
+def test_a_truncated_batch_is_reported_by_line_and_event_not_byte_offset(server, deployment):
+    events = signed_events(deployment.keyrings["acme"], 4)
+    body = _lines_batch(events)
+    third = body.index(events[2].id)  # cut in the middle of line 4, the third event
+    resp = server.post("/v1/events", content=body[:third + 10], headers={
+        **deployment.headers("acme", "ingest"), "content-type": "application/json"})
+    message = assert_error(resp, 422, "invalid_request")["error"]["message"]
+    assert message.startswith("body is not valid JSON: ") and "at line 4, column" in message
+    assert message.endswith("in events[2]") and str(third) not in message
+    assert deployment.store.count("acme") == 0
+
+
+def test_a_missing_comma_between_events_names_the_event_after_it(server, deployment):
+    events = signed_events(deployment.keyrings["acme"], 3)
+    body = _lines_batch(events).replace(",\n", "\n", 1)  # no comma after the first event
+    resp = server.post("/v1/events", content=body, headers={
+        **deployment.headers("acme", "ingest"), "content-type": "application/json"})
+    message = assert_error(resp, 422, "invalid_request")["error"]["message"]
+    assert "Expecting ',' delimiter at line 3, column 1, in events[1]" in message
+
+
 def test_a_team_key_cannot_ingest_for_another_team(server, deployment):
     globex_events = signed_events(deployment.keyrings["globex"], 2, team="globex")
     resp = server.post("/v1/events", json=batch(globex_events), headers=deployment.headers("acme", "admin")).json()

@@ -14,7 +14,7 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr
 
 from .._connector import Account, Connector, Container, ItemFailed, Record, WebhookRequest, WebhookResult
-from .._exceptions import AuthError, NotFound, PlatformError, ReconnectNeeded
+from .._exceptions import AuthError, NotFound, PlatformError, ReconnectNeeded, WebhookError
 from .._http import Rate, RateLimiter, RetryPolicy, build_client, platform_errors, raise_for_status
 from .._records import Document, Edit, Person, Tombstone
 from .._webhooks import StandardWebhook
@@ -139,7 +139,13 @@ class ExampleConnector(Connector[ExampleConfig, ExampleCheckpoint]):
     def handle_webhook(self, request: WebhookRequest) -> WebhookResult:
         secret = self.ctx.secrets.require("webhook_secret")
         delivery_id = StandardWebhook(secret).verify(request.headers, request.body)
-        payload = request.json()
+        try:
+            payload = request.json()
+        except ValueError:
+            payload = None
+        # Verified is not well-formed: a signed body the connector cannot read is refused, not a 500.
+        if not isinstance(payload, dict) or not isinstance(payload.get("id"), str) or not payload["id"]:
+            raise WebhookError(WebhookError.NOT_ACCEPTED, "the delivery names no note id")
         return WebhookResult(entity_ids=[payload["id"]], delivery_id=delivery_id)
 
     # --- normalizing (pure) ------------------------------------------------------------------------

@@ -263,6 +263,14 @@ def test_delivery_body_must_be_json_only_after_verification(hooked) -> None:
     json.dumps({})
 
 
+@pytest.mark.parametrize("body", [b'{"type": "note.updated"}', b"[1, 2]", b"not json", b'{"id": ""}'])
+def test_a_signed_delivery_the_connector_cannot_read_is_refused_not_a_server_error(hooked, body) -> None:
+    h, receiver = hooked
+    r = httpx.post(f"{receiver.url}/webhooks/ex", content=body, headers=signed(body, msg_id=f"m-{len(body)}"))
+    assert r.status_code == 401 and r.json()["error"] == "not_accepted"
+    assert h.queue().counts("ex")["pending"] == 0
+
+
 def test_meta_a_connector_sets_while_refetching_is_saved(tmp_path, server, clock) -> None:
     """A Graph subscription renewed during a refetch must be remembered on the connection."""
     from engram_sdk._example.connector import ExampleConnector

@@ -58,8 +58,9 @@ class EventResult(BaseModel):
     index: int = Field(description="position in the request's batch")
     id: str | None
     status: Literal["accepted", "duplicate", "conflict", "rejected"]
-    reason: str | None = Field(default=None, description="why it was rejected (docs/events.md)")
-    message: str | None = None
+    reason: str | None = Field(default=None, description="why it was rejected or conflicts, a stable word "
+                                                          "(docs/events.md); null when accepted or a duplicate")
+    message: str | None = Field(default=None, description="the same for a person; never holds content or secrets")
 
 
 class IngestResponse(BaseModel):

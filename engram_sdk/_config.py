@@ -5,21 +5,27 @@ default. Layout of ENGRAM_HOME (written by ``engram init``)::
 
     config.toml         settings (database_url, base_model); no secrets
     engram.db           the event store, when ENGRAM_DATABASE_URL names no other database
+                        (0600, and so its -wal and -shm files, which SQLite creates alike)
     keys/               the signing keyring (0700; private keys 0600)
     adapters/           team adapters, one directory per team and version
     secrets/            connector secrets (0600), added by the connector framework
+
+ENGRAM_HOME itself is 0700: the store holds every team's content, so no other local account may
+read it. What exists already is never chmod-ed behind the operator's back; ``exposure_warnings``
+names what is open to others, and ``engram init`` and the server say it.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._exceptions import ConfigError
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "ensure_private_dir", "exposure_warnings"]
 
 _CONFIG_TEMPLATE = """\
 # Engram settings. Environment variables (ENGRAM_DATABASE_URL, ENGRAM_BASE_MODEL) win over this file.
@@ -61,12 +67,58 @@ class Settings:
     def init_home(self) -> list[Path]:
         """Create ENGRAM_HOME and its config file; returns what was created."""
         created = []
-        for d, mode in ((self.home, 0o755), (self.keys_dir, 0o700), (self.adapters_dir, 0o755)):
+        for d in (self.home, self.keys_dir, self.adapters_dir):
             if not d.exists():
-                d.mkdir(parents=True, mode=mode)
+                ensure_private_dir(d)
                 created.append(d)
         cfg = self.home / "config.toml"
         if not cfg.exists():
             cfg.write_text(_CONFIG_TEMPLATE)
             created.append(cfg)
         return created
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create ``path`` and any missing parent with mode 0700 (``mkdir(parents=True, mode=...)``
+    applies the mode to the last component only). Existing directories are left as they are."""
+    missing = []
+    p = Path(path)
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:  # created by another process meanwhile
+            pass
+
+
+def _sqlite_file(url: str) -> Path | None:
+    if not url.startswith("sqlite"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    db = make_url(url).database
+    return Path(db) if db and db != ":memory:" else None
+
+
+def exposure_warnings(settings: Settings) -> list[str]:
+    """One line per file or directory of this deployment that other local users may open: ENGRAM_HOME
+    and, on SQLite, the database with its -wal and -shm files. Empty when all are private."""
+    out = []
+    candidates: list[tuple[Path, str]] = [(settings.home, "700")]
+    db = _sqlite_file(settings.database_url)
+    if db is not None:
+        candidates += [(db, "600"), (db.with_name(db.name + "-wal"), "600"), (db.with_name(db.name + "-shm"), "600")]
+    for path, want in candidates:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            what = "ENGRAM_HOME" if path == settings.home else "the event store file"
+            out.append(f"{what} {path} is open to other users on this machine (mode {mode:o}): "
+                       f"run `chmod {want} {path}`")
+    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
@@ -125,6 +125,22 @@ class Connections:
                 merged = {**json.loads(row.meta), **values["meta"]}
                 values["meta"] = json.dumps(merged, sort_keys=True)
             conn.execute(c.update().where(c.c.name == name).values(updated_at=_now(), **values))
+
+    def change_meta(self, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+        """Merge ``change(stored meta)`` into the meta in one write transaction (writers are
+        serialised: BEGIN IMMEDIATE on SQLite, the advisory lock on PostgreSQL), so a decision
+        on the stored value holds against a concurrent writer. Returns what was set."""
+        c = t.connections
+        with self._write() as conn:
+            row = conn.execute(sa.select(c.c.meta).where(c.c.name == name)).first()
+            if row is None:
+                raise ConfigError(f"no connection named {name!r}")
+            meta = json.loads(row.meta)
+            updates = change(dict(meta)) or {}
+            if updates:
+                conn.execute(c.update().where(c.c.name == name).values(
+                    meta=json.dumps({**meta, **updates}, sort_keys=True), updated_at=_now()))
+        return updates
 
     def remove(self, name: str, secrets: SecretStore | None = None) -> None:
         """Forget a connection: its row, checkpoint, failures, queued webhook work and secrets.

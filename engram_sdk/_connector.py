@@ -51,7 +51,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
 from importlib.metadata import entry_points
@@ -210,6 +210,9 @@ class WebhookRequest:
     headers: Mapping[str, str]
     query: Mapping[str, str]
     body: bytes
+    # The sender's address as the server saw it (behind a proxy, what the proxy passes on), for
+    # the operator's record of unauthenticated requests; never a basis for trust.
+    client: str | None = None
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -337,6 +340,21 @@ class ConnectorContext:
         """Remember small non-secret facts on the connection (e.g. a webhook's verification state);
         saved by the runner or receiver when the connector's work is done."""
         self._meta_updates.update(values)
+
+    def change_meta(self, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+        """Read-modify-write the connection's meta now, atomically: ``change`` gets the meta as
+        stored and returns the keys to set (None: nothing). Unlike ``set_meta`` this decides on
+        the stored value, so of two requests racing (two webhook deliveries at once) exactly one
+        sees the other's write; ``change`` must be quick and must not touch the store itself.
+        Returns what was set (empty when nothing)."""
+        if self.store is None:  # a connector run without a store: its own copy is the truth
+            current = {**self.connection.meta, **self._meta_updates}
+            updates = change(current) or {}
+            self._meta_updates.update(updates)
+            return updates
+        from ._connections import Connections
+
+        return Connections(self.store).change_meta(self.connection.name, change)
 
 
 # --- the contract ----------------------------------------------------------------------------------

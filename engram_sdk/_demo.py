@@ -611,6 +611,7 @@ class Demo:
         from engram_notion._connector import (
             WEBHOOK_STATE,
             confirm_webhook_verification,
+            reset_webhook_verification,
             reveal_verification_token,
         )
 
@@ -620,16 +621,21 @@ class Demo:
         admin = self.sandboxes["notion"].admin
         url = f"{self.server_url}/v1/webhooks/{name}"
         token = reveal_verification_token(self.secrets, name)
-        if token is None:
-            Connections(self.store).update(name, meta={WEBHOOK_STATE: "awaiting_verification"})
-            admin.set_webhook(url, _secrets.token_urlsafe(24))
+        verified = Connections(self.store).get(name).meta.get(WEBHOOK_STATE) == "verified"
+        if token is None or not verified:
+            reset_webhook_verification(self.store, name, self.secrets)
+            sent = _secrets.token_urlsafe(24)
+            admin.set_webhook(url, sent)
             admin.op("send_verification")
             deadline = time.monotonic() + 30
             while (token := reveal_verification_token(self.secrets, name)) is None:
                 if time.monotonic() > deadline:
                     raise DemoError("Notion's verification request did not reach the server")
                 time.sleep(0.1)
-            confirm_webhook_verification(self.store, name)
+            # What pasting the token into Notion's UI checks: the server kept the token Notion sent.
+            if token != sent:
+                raise DemoError("the server holds a verification token Notion did not send")
+            confirm_webhook_verification(self.store, name, self.secrets)
             self.say("Notion webhook verified: the server holds the verification token (not shown)")
         admin.set_webhook(url, token)
 

@@ -6,7 +6,9 @@ extensions ``teamid``, ``connectionid``, ``engramkid`` and ``engramsig``.
 
 ``id`` is the hash of (source, type, subject, revision): the revision is the platform's precise
 version id when the record carries one, else the sha256 of the normalized record. An unchanged
-re-sync therefore yields the same id, and two different edits never share one.
+re-sync therefore yields the same id, and two different edits never share one. ``id_problem``
+derives it again from an envelope's own content: every path that accepts events from outside
+checks it (through ``verify_event``), so a signer cannot claim an id its content does not give.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from ._canonical import canonical_json
@@ -30,7 +33,9 @@ __all__ = [
     "content_core",
     "content_digest",
     "event_id",
+    "id_problem",
     "parse_event",
+    "record_revision",
 ]
 
 EventType = Literal[
@@ -140,6 +145,40 @@ def event_id(source: str, type_: str, subject: str, revision: str) -> str:
     return hashlib.sha256(canonical_json([source, type_, subject, revision])).hexdigest()
 
 
+def record_revision(record: Document | Thread | Edit | Tombstone) -> str:
+    """The id's revision input: the platform's precise version when the record has one (with the
+    part's subject, so the parts of one split version differ), else the sha256 of the record."""
+    if record.revision is not None:
+        return "platform:" + record.revision + (f"#{record.subject}" if record.part else "")
+    return "sha256:" + record_digest(record)
+
+
+def id_problem(envelope: TrainingEvent | Mapping[str, Any]) -> str | None:
+    """Why the envelope's ``id`` is not the one its own content derives, or None when it is.
+
+    Everything comes from the envelope as received (what the signature covers): the record in
+    ``data`` is validated and normalized again, so a record hashed by another producer from the
+    same normalized values gives the same id. ``type`` and ``subject`` must be the record's own,
+    since they are id inputs too: an envelope cannot move a record to another subject."""
+    body = envelope._top() if isinstance(envelope, TrainingEvent) else envelope
+    claimed, source, type_, subject = (body.get(k) for k in ("id", "source", "type", "subject"))
+    if not isinstance(source, str) or not isinstance(claimed, str):
+        return "the envelope has no string id or source to check"
+    try:
+        record = parse_record(body.get("data"))
+    except RecordError as exc:
+        return f"the id cannot be derived: data is not a valid record ({exc})"
+    expected_type = EVENT_TYPES[record.kind]
+    if type_ != expected_type:
+        return f"type {type_!r} is not the one of a {record.kind} record ({expected_type})"
+    if subject != record.subject:
+        return f"subject {subject!r} is not the record's subject {record.subject!r}"
+    expected = event_id(source, expected_type, record.subject, record_revision(record))
+    if claimed != expected:
+        return f"id {claimed[:16]}... is not the hash of [source, type, subject, revision] ({expected[:16]}...)"
+    return None
+
+
 # Left out of the content digest: who signed the event and through which connection it came.
 UNSIGNED_CONTENT_EXCLUDES = ("engramsig", "engramkid", "connectionid")
 
@@ -170,14 +209,10 @@ def build_events(
     out = []
     for part in split_record(rec):
         type_ = EVENT_TYPES[part.kind]
-        if part.revision is not None:
-            revision = "platform:" + part.revision + (f"#{part.subject}" if part.part else "")
-        else:
-            revision = "sha256:" + record_digest(part)
         time = part.updated_at
         try:
             event = TrainingEvent(
-                id=event_id(source, type_, part.subject, revision),
+                id=event_id(source, type_, part.subject, record_revision(part)),
                 source=source,
                 type=type_,  # type: ignore[arg-type]
                 subject=part.subject,

@@ -4,7 +4,8 @@
     ├── ConfigError              ENGRAM_HOME / settings / keyring files unusable
     ├── RecordError              a record failed validation (names the field)
     ├── EventError               an envelope is malformed (names the attribute)
-    ├── SignatureError           verification failed; ``reason`` is one of SignatureError.REASONS
+    ├── SignatureError           verification failed (signature, trust, or the id rule);
+    │                            ``reason`` is one of SignatureError.REASONS
     ├── KeyringError             no active key, unknown key id, key file unreadable
     ├── StoreError               the event store cannot be opened or written
     │   └── ConflictError        same event id, different content (stored event untouched)
@@ -79,14 +80,16 @@ class EventError(EngramError):
 
 
 class SignatureError(EngramError):
-    """An event's signature does not verify; ``reason`` says why, in a stable word."""
+    """An event does not verify: its signature, its key's trust, or its id (which must be the one
+    its content derives, even under a good signature); ``reason`` says why, in a stable word."""
 
     BAD_SIGNATURE = "bad_signature"
     UNKNOWN_KEY = "unknown_key"
     UNTRUSTED_FOR_TEAM = "untrusted_for_team"
     REVOKED_KEY = "revoked_key"
     MISSING_SIGNATURE = "missing_signature"
-    REASONS = (BAD_SIGNATURE, UNKNOWN_KEY, UNTRUSTED_FOR_TEAM, REVOKED_KEY, MISSING_SIGNATURE)
+    ID_MISMATCH = "id_mismatch"
+    REASONS = (BAD_SIGNATURE, UNKNOWN_KEY, UNTRUSTED_FOR_TEAM, REVOKED_KEY, MISSING_SIGNATURE, ID_MISMATCH)
 
     def __init__(self, reason: str, message: str, *, event_id: str | None = None, kid: str | None = None):
         super().__init__(message)

@@ -19,12 +19,19 @@ take one, e.g. ``notion_client.Client(client=...)``) whose transport is a ``Resi
   key, so "1 request/s per channel" is ``{"channel": Rate(1)}``); unknown keys use ``"default"``;
   with no rate at all a key is unlimited. A 429's ``Retry-After`` also pauses the bucket, so every
   caller sharing it waits, not just the one that was told.
-- **Retries** (tenacity): 429, 500, 502, 503, 504 and 529 answers and transport errors (timeouts,
-  refused connections) are retried. The wait is the ``Retry-After`` header when present (integer or
-  fractional seconds, or an HTTP date), else exponential backoff with jitter. Retrying stops after
-  ``max_attempts`` or when the next wait would exceed the total ``budget`` (seconds on the clock);
-  the last answer is then returned (``raise_for_status`` turns a 429 into ``RateLimited``) or the
-  last transport error raised. ``extensions={"retry": False}`` sends a request exactly once.
+- **Retries** (tenacity), one policy for all of them: 429, 500, 502, 503, 504 and 529 answers and
+  transport errors (timeouts, refused connections) are retried. The wait is the ``Retry-After``
+  header when present (integer or fractional seconds, or an HTTP date), else exponential backoff
+  with jitter. What bounds it is time, not a count: retrying goes on while the next wait ends
+  within the ``budget`` (seconds on the clock since the first attempt; 300 by default), so a long
+  429 storm of short ``Retry-After`` waits is ridden out, and a ``Retry-After`` beyond what is left
+  of the budget stops at once, without sleeping on it. Each wait is logged (logger
+  ``engram.http``, INFO) as it starts; ``engram sync`` and ``engram worker`` print these lines.
+  After the last attempt the last answer is returned with a ``RetryStop`` in
+  ``response.extensions["engram.retry"]`` (``raise_for_status`` turns a 429 into ``RateLimited``
+  saying how long the platform asked to wait and how much of the budget was used), or the last
+  transport error is raised. ``extensions={"retry": False}`` sends a request exactly once;
+  ``RetryPolicy(max_attempts=N)`` adds a count limit for callers that want one.
 - **Clock**: waits go through a ``Clock``; tests pass a ``FakeClock`` whose ``sleep`` only advances
   its time, so a minute-long rate window is tested in milliseconds.
 - **Counting**: ``client_stats(client)`` gives requests sent, retries and seconds waited (what the
@@ -67,6 +74,7 @@ __all__ = [
     "RequestStats",
     "ResilientTransport",
     "RetryPolicy",
+    "RetryStop",
     "SystemClock",
     "TokenBucket",
     "build_client",
@@ -74,6 +82,7 @@ __all__ = [
     "parse_retry_after",
     "platform_errors",
     "raise_for_status",
+    "rate_limited",
 ]
 
 log = logging.getLogger("engram.http")
@@ -280,8 +289,8 @@ class RateLimiter:
 class RetryPolicy:
     """When and how long to retry. Waits are measured on the transport's clock."""
 
-    max_attempts: int = 8
-    budget: float = 300.0  # seconds: no wait is started that would end past it
+    max_attempts: int | None = None  # None: only the time budget bounds the retries
+    budget: float = 300.0  # seconds since the first attempt: no wait is started that would end past it
     backoff_base: float = 0.5  # first backoff without Retry-After, doubled per attempt
     backoff_max: float = 60.0
     retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504, 529})
@@ -291,6 +300,33 @@ class RetryPolicy:
         """Exponential backoff with equal jitter for attempt 1, 2, ...: in [b/2, b]."""
         b = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
         return b / 2 + rng.uniform(0, b / 2)
+
+
+@dataclass(frozen=True)
+class RetryStop:
+    """Why a request came back with an answer still worth retrying (see the module docstring)."""
+
+    attempts: int
+    elapsed: float  # seconds since the first attempt, waits included
+    budget: float
+    retry_after: float | None  # what the last answer asked for, seconds
+    reason: str  # "retry_after_beyond_budget" | "budget_spent" | "max_attempts"
+
+    def describe(self) -> str:
+        """A sentence for the operator: what the platform asked and what the budget allowed."""
+        if self.reason == "retry_after_beyond_budget" and self.retry_after is not None:
+            left = max(0.0, self.budget - self.elapsed)
+            return (f"the platform asked to wait {_seconds(self.retry_after)} (Retry-After), more than the "
+                    f"{_seconds(left)} left of the {_seconds(self.budget)} retry budget, so it was not waited for")
+        if self.reason == "max_attempts":
+            return f"still failing after {self.attempts} attempts over {_seconds(self.elapsed)}"
+        return (f"still failing after {self.attempts} attempts over {_seconds(self.elapsed)}, the "
+                f"{_seconds(self.budget)} retry budget" + (
+                    f"; the platform last asked to wait {_seconds(self.retry_after)}" if self.retry_after else ""))
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -321,6 +357,7 @@ class RequestStats:
     retries: int = 0
     waited: float = 0.0  # seconds slept for rate limits and retries
     by_status: dict[int, int] = field(default_factory=dict)
+    last_stop: RetryStop | None = None  # the last request given up on (libraries that only keep headers)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def _count(self, status: int | None) -> None:
@@ -339,6 +376,7 @@ class RequestStats:
             self.requests = self.retries = 0
             self.waited = 0.0
             self.by_status = {}
+            self.last_stop = None
 
 
 RateKey = Union[str, Sequence[str], Callable[[httpx.Request], Union[str, Sequence[str], None]], None]
@@ -400,35 +438,62 @@ class ResilientTransport(httpx.BaseTransport):
     def _retryable(self, response: httpx.Response) -> bool:
         return response.status_code in self.retry.retry_statuses
 
-    def _wait(self, state: tenacity.RetryCallState) -> float:
+    def _hint(self, state: tenacity.RetryCallState) -> float | None:
         outcome = state.outcome
         if outcome is not None and not outcome.failed:
             hint = parse_retry_after(outcome.result().headers.get("retry-after"))
             if hint is not None:
                 return min(hint, self.retry.max_retry_after)
-        return self.retry.backoff(state.attempt_number, self.rng)
+        return None
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        hint = self._hint(state)
+        return hint if hint is not None else self.retry.backoff(state.attempt_number, self.rng)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.extensions.get("retry") is False:
             return self._attempt(request)
         start = self.clock.monotonic()
         policy = self.retry
+        stopped: list[str] = []
 
         def stop(state: tenacity.RetryCallState) -> bool:
-            if state.attempt_number >= policy.max_attempts:
+            if policy.max_attempts is not None and state.attempt_number >= policy.max_attempts:
+                stopped.append("max_attempts")
                 return True
-            return self.clock.monotonic() - start + (state.upcoming_sleep or 0.0) > policy.budget
+            if self.clock.monotonic() - start + (state.upcoming_sleep or 0.0) > policy.budget:
+                stopped.append("retry_after_beyond_budget" if self._hint(state) is not None else "budget_spent")
+                return True
+            return False
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             outcome = state.outcome
             why = (
                 type(outcome.exception()).__name__
                 if outcome is not None and outcome.failed
-                else str(outcome.result().status_code if outcome else "?")
+                else f"HTTP {outcome.result().status_code if outcome else '?'}"
             )
+            how = "as Retry-After asks" if self._hint(state) is not None else "backing off"
             self.stats._wait(state.upcoming_sleep, retry=True)
-            log.info("retrying %s after %s (attempt %d, waiting %.2fs)", _where(request), why,
-                     state.attempt_number, state.upcoming_sleep)
+            used = self.clock.monotonic() - start
+            log.info("%s answered %s: waiting %s %s, then retrying (attempt %d; %s of the %s retry budget used)",
+                     _where(request), why, _seconds(state.upcoming_sleep), how, state.attempt_number + 1,
+                     _seconds(used), _seconds(policy.budget))
+
+        def give_up(state: tenacity.RetryCallState) -> httpx.Response:
+            outcome = state.outcome
+            assert outcome is not None
+            info = RetryStop(attempts=state.attempt_number, elapsed=self.clock.monotonic() - start,
+                             budget=policy.budget, retry_after=self._hint(state),
+                             reason=stopped[-1] if stopped else "budget_spent")
+            self.stats.last_stop = info
+            if outcome.failed:
+                log.warning("%s: giving up, %s", _where(request), info.describe())
+                return outcome.result()  # raises the last transport error
+            response: httpx.Response = outcome.result()
+            response.extensions = {**response.extensions, "engram.retry": info}
+            log.warning("%s answered HTTP %d: giving up, %s", _where(request), response.status_code, info.describe())
+            return response
 
         retrying = tenacity.Retrying(
             stop=stop,
@@ -436,7 +501,7 @@ class ResilientTransport(httpx.BaseTransport):
             sleep=self.clock.sleep,
             retry=tenacity.retry_if_exception_type(httpx.TransportError) | tenacity.retry_if_result(self._retryable),
             before_sleep=before_sleep,
-            retry_error_callback=lambda state: state.outcome.result(),  # last answer, or raise last error
+            retry_error_callback=give_up,
         )
         return retrying(self._attempt, request)
 
@@ -525,10 +590,19 @@ def raise_for_status(response: httpx.Response, *, what: str | None = None) -> ht
     if status == 401:
         raise AuthError(msg + ": the platform rejected the credentials")
     if status == 429:
-        raise RateLimited(msg + ": still rate limited after retrying",
-                          retry_after=parse_retry_after(response.headers.get("retry-after")))
+        raise rate_limited(msg, response.headers, response.extensions.get("engram.retry"))
     cls = {403: PermissionDenied, 404: NotFound, 410: NotFound}.get(status, PlatformError)
     raise cls(msg, status=status, code=code, request_id=request_id)
+
+
+def rate_limited(message: str, headers: Mapping[str, str], stop: RetryStop | None) -> RateLimited:
+    """The ``RateLimited`` for a 429 the transport gave up on: says how long the platform asked
+    to wait and what the retry budget allowed (one wording for every connector)."""
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    if stop is not None:
+        return RateLimited(f"{message}: {stop.describe()}", retry_after=retry_after)
+    asked = f"; the platform asks to wait {_seconds(retry_after)}" if retry_after else ""
+    return RateLimited(f"{message}: still rate limited{asked}", retry_after=retry_after)
 
 
 @contextmanager

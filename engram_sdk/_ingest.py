@@ -5,7 +5,7 @@ the CloudEvents envelope and its record, then verify the signature against the k
 the event's team. A failure is a ``Rejection`` carrying a stable reason word:
 
     malformed_json, schema_error, line_too_large, conflict,
-    bad_signature, unknown_key, untrusted_for_team, revoked_key, missing_signature
+    bad_signature, unknown_key, untrusted_for_team, revoked_key, missing_signature, id_mismatch
 
 Files are read line by line with a bounded buffer, so a 50 MB line costs 8 MiB of memory and one
 rejection, not an out-of-memory kill. ``import_file`` checks the whole file first and, unless

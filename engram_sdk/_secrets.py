@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from . import _schema as t
-from ._config import Settings
+from ._config import Settings, ensure_private_dir
 from ._exceptions import ConfigError, StoreError
 
 __all__ = [
@@ -95,7 +95,7 @@ class FileSecretStore:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_private_dir(self.path.parent)
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

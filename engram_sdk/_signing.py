@@ -3,8 +3,11 @@
 Sign: ``engramsig`` = base64url(Ed25519(canonical JSON of the envelope without ``engramsig``)),
 with ``engramkid`` naming the key (so the key id is itself covered by the signature).
 
-Verify: an event passes only if its key is trusted *for the event's team*, is not revoked, and
-the signature matches. Every failure raises ``SignatureError`` with a stable ``reason``.
+Verify: an event passes only if its key is trusted *for the event's team*, is not revoked, the
+signature matches, and its ``id`` is the one its content derives (``id_problem``): a signature
+vouches for who wrote the envelope, the id check for the envelope keeping the id rule, so a
+trusted signer still cannot take another event's id in advance or store one record twice. Every
+failure raises ``SignatureError`` with a stable ``reason``.
 
 Keyring layout under ``<ENGRAM_HOME>/keys/`` (directory 0700)::
 
@@ -30,7 +33,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ._events import TrainingEvent, parse_event
+from ._config import ensure_private_dir
+from ._events import TrainingEvent, id_problem, parse_event
 from ._exceptions import KeyringError, SignatureError
 
 __all__ = [
@@ -109,11 +113,13 @@ class TrustedKeys:
         return out
 
     def verify(self, event: TrainingEvent | Mapping[str, Any]) -> None:
+        """``verify_event`` against these keys: signature, trust for the team, and the id rule."""
         verify_event(event, self)
 
 
 def verify_event(event: TrainingEvent | Mapping[str, Any], trusted: TrustedKeys) -> None:
-    """Raise ``SignatureError`` unless the event is signed by a key trusted for its team."""
+    """Raise ``SignatureError`` unless the event is signed by a key trusted for its team and its
+    id is the one its content derives (reason ``id_mismatch``)."""
     body = event._top() if isinstance(event, TrainingEvent) else dict(event)
     event_id = body.get("id") if isinstance(body.get("id"), str) else None
     kid, sig, team = body.get("engramkid"), body.pop("engramsig", None), body.get("teamid")
@@ -139,6 +145,10 @@ def verify_event(event: TrainingEvent | Mapping[str, Any], trusted: TrustedKeys)
         raise SignatureError(
             SignatureError.BAD_SIGNATURE, "signature does not match the event", event_id=event_id, kid=kid
         ) from None
+    # After the signature: a forged envelope is reported as forged, not as a bad id.
+    problem = id_problem(body)
+    if problem is not None:
+        raise SignatureError(SignatureError.ID_MISMATCH, problem, event_id=event_id, kid=kid)
 
 
 # --- the local keyring ------------------------------------------------------------------------------
@@ -182,7 +192,7 @@ class Keyring:
             raise KeyringError(f"{self._index} is unreadable: {exc}") from None
 
     def _save(self, keys: list[KeyInfo]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_private_dir(self.directory)
         tmp = self._index.with_suffix(".tmp")
         tmp.write_text(json.dumps({"keys": [k.__dict__ for k in keys]}, indent=2))
         os.replace(tmp, self._index)  # atomic: a crash leaves the old or the new keyring, never half
@@ -268,7 +278,7 @@ class Keyring:
         private = Ed25519PrivateKey.generate()
         public_raw = _raw_public(private.public_key())
         kid = key_id_for(public_raw)
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_private_dir(self.directory)
         pem = private.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )

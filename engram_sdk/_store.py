@@ -16,6 +16,7 @@ import base64
 import fcntl
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from . import _schema as t
+from ._config import ensure_private_dir
 from ._events import TrainingEvent, content_core, parse_event
 from ._exceptions import StoreError
 from ._signing import TrustedKey, TrustedKeys, _b64u, _unb64u
@@ -183,12 +185,15 @@ class EventStore:
         if self.dialect != "sqlite" or not self.engine.url.database:
             yield
             return
-        with open(f"{self.engine.url.database}.migrate.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        fd = os.open(f"{self.engine.url.database}.migrate.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -387,8 +392,14 @@ _PG_LOCK = int.from_bytes(hashlib.sha256(b"engram-store-write").digest()[:7], "b
 
 def _sqlite_engine(url: str) -> Engine:
     db = sa.engine.make_url(url).database
-    if db and db != ":memory:":
-        Path(db).parent.mkdir(parents=True, exist_ok=True)
+    if db and db != ":memory:" and not db.startswith("file:"):
+        ensure_private_dir(Path(db).parent)
+        # SQLite would create the file 0644 (less the umask), and its -wal and -shm files take the
+        # database file's mode: creating it 0600 first keeps all three private to this account.
+        try:
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
     engine = sa.create_engine(url, connect_args={"timeout": 60})
 
     @sa.event.listens_for(engine, "connect")

@@ -47,7 +47,15 @@ from pydantic import BaseModel, ValidationError
 from . import _schema as t
 from ._connections import Connections, open_connector
 from ._connector import Connection, Connector, ItemFailed, load_connector
-from ._exceptions import AuthError, ConfigError, ConnectorError, EventError, KeyringError, RecordError
+from ._exceptions import (
+    AuthError,
+    ConfigError,
+    ConnectorError,
+    EventError,
+    KeyringError,
+    RateLimited,
+    RecordError,
+)
 from ._http import Clock
 from ._records import Document, Edit, Thread, Tombstone, parse_record
 from ._secrets import SecretStore
@@ -212,6 +220,11 @@ class SyncRunner:
         except AuthError as exc:
             status = "reconnect_needed"
             result.error = f"{exc} (run `engram connect {conn.platform} --name {name} ...` again)"
+        except RateLimited as exc:
+            # What was stored before the stop is kept with its checkpoint: nothing is lost or redone.
+            status = "error"
+            result.error = (f"{exc}. Stopped; a rerun (`engram sync --connection {name}`) resumes from the last "
+                            "checkpoint")
         except ConnectorError as exc:
             status = "error"
             result.error = str(exc) or type(exc).__name__

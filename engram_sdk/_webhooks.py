@@ -43,7 +43,7 @@ from . import _schema as t
 from ._connections import Connections, open_connector
 from ._connector import Connector, ItemFailed, WebhookRequest, WebhookResult
 from ._events import build_events
-from ._exceptions import AuthError, ConfigError, ConnectorError, EngramError, WebhookError
+from ._exceptions import AuthError, ConfigError, ConnectorError, EngramError, RateLimited, WebhookError
 from ._http import Clock
 from ._records import Document, Edit, Thread, Tombstone
 from ._secrets import SecretStore
@@ -264,11 +264,19 @@ class WebhookReceiver:
         body = await request.body()
         req = WebhookRequest(method=request.method, path=request.url.path,
                              headers={k.lower(): v for k, v in request.headers.items()},
-                             query=dict(request.query_params), body=body)
+                             query=dict(request.query_params), body=body,
+                             client=request.client.host if request.client else None)
         return await run_in_threadpool(self.handle, request.path_params["connection"], req)
 
     def handle(self, name: str, req: WebhookRequest) -> Response:
         """Verify and queue one delivery (what the endpoint runs, off the event loop)."""
+        response = self._handle(name, req)
+        # Some answers echo what the sender chose (a handshake token): never let a browser
+        # sniff them into something other than the declared type.
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    def _handle(self, name: str, req: WebhookRequest) -> Response:
         from starlette.responses import JSONResponse, Response
 
         conn = self.connections.find(name)
@@ -440,6 +448,13 @@ class WebhookWorker:
             self.connections.update(name, status="reconnect_needed", last_error=str(exc))
             for it in entities:  # parked until the operator reconnects; not counted as attempts
                 self._fail(it, str(exc), report, count=False, delay=self.backoff_max)
+            return
+        except RateLimited as exc:
+            # Throttling is not the work's fault: wait as long as the platform asked (at least the
+            # backoff), and do not count it towards dead-lettering, so a long storm loses nothing.
+            for it in entities:
+                self._fail(it, f"RateLimited: {exc}", report, count=False,
+                           delay=max(exc.retry_after or 0.0, self._backoff(it.attempts)))
             return
         except (ConnectorError, NotImplementedError) as exc:
             for it in entities:

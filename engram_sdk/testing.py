@@ -274,6 +274,10 @@ class ConnectorAcceptanceTests:
         admin.set_webhook(url, secret)
         return {"webhook_secret": secret}
 
+    def confirm_webhooks(self, harness: Harness) -> None:
+        """The operator's step after the platform's handshake, when it has one (Notion: `engram
+        connections verify`, after pasting the token into Notion); none by default."""
+
     # --- plumbing ----------------------------------------------------------------------------------
 
     def _cls(self) -> type[Connector[Any, Any]]:
@@ -402,6 +406,7 @@ class ConnectorAcceptanceTests:
             extra = self.configure_webhooks(kit.admin, f"{receiver.url}/webhooks/{kit.name}", self.webhook_secret)
             kit.harness.connect(self.platform, kit.name, scope=self.scope,
                                 config={**self.connection_config(kit.server), **extra})
+            self.confirm_webhooks(kit.harness)
             assert kit.sync().ok
             edited = self.edit(kit.admin)
             deliveries = kit.admin.deliveries()

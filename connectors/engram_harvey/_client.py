@@ -110,7 +110,7 @@ class HarveyClient:
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             limiter=self.limiter,
             rate_key=None,
-            retry=retry or RetryPolicy(max_attempts=6, budget=600.0, backoff_base=1.0),
+            retry=retry or RetryPolicy(budget=600.0, backoff_base=1.0),  # minute-long windows: a longer budget
             clock=clock or self.limiter.clock,
             transport=_MinuteOn429(inner),
             timeout=timeout,

@@ -677,7 +677,10 @@ class MicrosoftConnector(Connector[MicrosoftConfig, MicrosoftCheckpoint]):
         return keys
 
     def handle_webhook(self, request: WebhookRequest) -> WebhookResult:
-        token = validation_token(request.query)
+        try:
+            token = validation_token(request.query)
+        except NotificationError as exc:
+            raise WebhookError(WebhookError.NOT_ACCEPTED, str(exc)) from None
         if token is not None:
             return WebhookResult(status=200, body=token, media_type="text/plain")
         try:

@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -64,14 +65,28 @@ _OAEP_SHA1 = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1
 # --- handshake and parsing --------------------------------------------------------------------
 
 
+# What Graph sends ("Validation: Testing client application reachability for subscription
+# Request-Id: <uuid>") and any base64-like opaque token fit; markup, quotes, control characters
+# and long bodies do not, so the endpoint cannot be made to serve attacker-chosen content.
+_SANE_VALIDATION_TOKEN = re.compile(r"[A-Za-z0-9 :._~+/=-]{1,512}")
+
+
 def validation_token(query: Mapping[str, str]) -> str | None:
     """The token to echo if this request is a subscription validation, else None.
 
     Starlette's ``request.query_params`` is already URL-decoded, which is what Graph expects
-    back: the plain token as ``text/plain``, status 200.
+    back: the plain token as ``text/plain``, status 200. The handshake is unauthenticated and
+    echoes what the caller chose, so only a token that looks like Graph's is echoed
+    (``NotificationError`` otherwise); the receiver adds ``X-Content-Type-Options: nosniff``.
     """
     token = query.get("validationToken")
-    return token if token is not None else None
+    if token is None:
+        return None
+    if not _SANE_VALIDATION_TOKEN.fullmatch(token):
+        raise NotificationError(NotificationError.MALFORMED,
+                                "validationToken is not a plain token (letters, digits, spaces and :._~+/=- only, "
+                                "at most 512 characters); not echoed")
+    return token
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from ._connector import (
     NotionCheckpoint,
     NotionConfig,
     NotionConnector,
-    await_webhook_verification,
     confirm_webhook_verification,
+    reset_webhook_verification,
     reveal_verification_token,
 )
 from ._normalize import (
@@ -24,7 +24,6 @@ __all__ = [
     "NotionCheckpoint",
     "NotionConfig",
     "NotionConnector",
-    "await_webhook_verification",
     "comments_to_threads",
     "confirm_webhook_verification",
     "data_source_to_document",
@@ -34,6 +33,7 @@ __all__ = [
     "parse_delivery",
     "property_to_text",
     "render_blocks",
+    "reset_webhook_verification",
     "reveal_verification_token",
     "rich_text",
     "sign_webhook_payload",

@@ -27,10 +27,18 @@ from engram_sdk._exceptions import (
     NotFound,
     PermissionDenied,
     PlatformError,
-    RateLimited,
     ReconnectNeeded,
 )
-from engram_sdk._http import Clock, Rate, RateLimiter, RetryPolicy, build_client, client_stats, parse_retry_after
+from engram_sdk._http import (
+    Clock,
+    Rate,
+    RateLimiter,
+    RetryPolicy,
+    RetryStop,
+    build_client,
+    client_stats,
+    rate_limited,
+)
 
 __all__ = ["NotionAPI"]
 
@@ -77,7 +85,9 @@ class NotionAPI:
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """One API call with the current token; a 401 on an OAuth connection refreshes once."""
         refreshed = False
+        stats = client_stats(self.http)
         while True:
+            stats.last_stop = None  # notion-client keeps only headers: the transport says why it stopped
             try:
                 return fn(*args, auth=self._token(), **kwargs)
             except HTTPResponseError as exc:
@@ -85,7 +95,7 @@ class NotionAPI:
                     refreshed = True
                     if self._refresh():
                         continue
-                raise _translate(what, exc) from None
+                raise _translate(what, exc, stats.last_stop) from None
             except RequestTimeoutError:
                 raise PlatformError(f"Notion {what}: timed out", status=None, code="timeout") from None
             except httpx.TransportError as exc:
@@ -174,7 +184,7 @@ def _body_code(exc: HTTPResponseError) -> str:
     return str(getattr(exc.code, "value", exc.code))
 
 
-def _translate(what: str, exc: HTTPResponseError) -> Exception:
+def _translate(what: str, exc: HTTPResponseError, stop: RetryStop | None = None) -> Exception:
     status, code = exc.status, _body_code(exc)
     msg = f"Notion {what} failed: HTTP {status} ({code})"
     if code == "invalid_grant":
@@ -186,6 +196,5 @@ def _translate(what: str, exc: HTTPResponseError) -> Exception:
     if status == 403:
         return PermissionDenied(msg, status=status, code=code, request_id=exc.request_id)
     if status == 429:
-        return RateLimited(msg + ": still rate limited after retrying",
-                           retry_after=parse_retry_after(exc.headers.get("retry-after")))
+        return rate_limited(msg, exc.headers, stop)
     return PlatformError(msg, status=status, code=code, request_id=exc.request_id)

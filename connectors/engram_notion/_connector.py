@@ -28,6 +28,7 @@ raises ``ReconnectNeeded``.
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets as _secrets
 from collections.abc import Iterator, Sequence
@@ -47,7 +48,14 @@ from engram_sdk._connector import (
     WebhookRequest,
     WebhookResult,
 )
-from engram_sdk._exceptions import AuthorizationPending, NotFound, PermissionDenied, PlatformError, WebhookError
+from engram_sdk._exceptions import (
+    AuthorizationPending,
+    ConfigError,
+    NotFound,
+    PermissionDenied,
+    PlatformError,
+    WebhookError,
+)
 from engram_sdk._records import Document, Thread
 from engram_sdk._secrets import SecretStore
 from engram_sdk._store import EventStore
@@ -71,14 +79,20 @@ __all__ = [
     "NotionCheckpoint",
     "NotionConfig",
     "NotionConnector",
-    "await_webhook_verification",
     "confirm_webhook_verification",
+    "reset_webhook_verification",
     "reveal_verification_token",
 ]
 
 DEFAULT_BASE_URL = "https://api.notion.com"
-WEBHOOK_STATE = "webhook_state"  # connection meta: "awaiting_verification" | "verified"
+# Connection meta: "awaiting_verification" (no token yet) -> "awaiting_confirmation" (the first
+# token is held; deliveries refused) -> "verified" (the operator confirmed it).
+WEBHOOK_STATE = "webhook_state"
 WEBHOOK_TOKEN = "webhook_verification_token"  # secrets-store name
+WEBHOOK_TOKEN_RECEIVED = "webhook_token_received"  # meta: {"at", "from"} of the held token
+WEBHOOK_LATER_TOKENS = "webhook_later_tokens"  # meta: [{"at", "from", "same_token"}], newest last
+WEBHOOK_LATER_COUNT = "webhook_later_tokens_total"
+_KEEP_LATER = 20  # a flood of unauthenticated requests must not grow the connection row
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -516,22 +530,25 @@ class NotionConnector(Connector[NotionConfig, NotionCheckpoint]):
         """Verify one delivery and say what to refetch.
 
         The one-time verification request (``{"verification_token": ...}``) cannot be
-        authenticated: it is accepted only while the connection's ``webhook_state`` is
-        ``awaiting_verification``; its token goes to the secrets store (shown only by
-        ``engram connections show C --reveal-verification-token``). After the operator confirms
-        (``webhook_state`` = ``verified``) it is refused. Every other delivery must carry
-        ``X-Notion-Signature`` = HMAC-SHA256(token, raw body), or ``WebhookError`` (answered 401)."""
+        authenticated, and its token becomes the key every later delivery is checked with. So the
+        *first* one to arrive while ``webhook_state`` is ``awaiting_verification`` is kept (state
+        ``awaiting_confirmation``) until the operator confirms it (``engram connections verify
+        C``, after Notion accepted it when pasted) or resets it (``--reset``). Later verification
+        requests never replace it: each is recorded (time, sender address, whether it carried the
+        same token) for ``engram connections show C`` and refused. Until the token is confirmed
+        every delivery is refused; after, each must carry ``X-Notion-Signature`` =
+        HMAC-SHA256(token, raw body). Refusals raise ``WebhookError`` (answered 401)."""
         try:
             payload = json.loads(request.body)
         except ValueError:
             raise WebhookError(WebhookError.NOT_ACCEPTED, "the delivery body is not JSON") from None
         if isinstance(payload, dict) and is_verification_request(payload):
-            state = self.ctx.connection.meta.get(WEBHOOK_STATE)
-            if state != "awaiting_verification":
-                raise WebhookError(WebhookError.NOT_ACCEPTED,
-                                   "a verification request arrived but this connection is not awaiting one")
-            self.ctx.secrets.set(WEBHOOK_TOKEN, payload["verification_token"])
-            return WebhookResult()  # 202, nothing to refetch
+            return self._verification_request(str(payload["verification_token"]), request)
+        state = self.ctx.connection.meta.get(WEBHOOK_STATE)
+        if state != "verified":
+            raise WebhookError(WebhookError.NOT_ACCEPTED,
+                               "deliveries are refused until the operator confirms the verification token "
+                               f"(engram connections verify {self.ctx.connection.name})")
         token = self.ctx.secrets.get(WEBHOOK_TOKEN)
         if token is None:
             raise WebhookError(WebhookError.NOT_ACCEPTED, "no verification token stored for this connection yet")
@@ -543,6 +560,34 @@ class NotionConnector(Connector[NotionConfig, NotionCheckpoint]):
             raise WebhookError(WebhookError.NOT_ACCEPTED, str(exc)) from None
         ids = [f"{kind}:{ident}" for kind, ident in delivery.targets]
         return WebhookResult(entity_ids=ids, delivery_id=delivery.id)
+
+    def _verification_request(self, token: str, request: WebhookRequest) -> WebhookResult:
+        held = self.ctx.secrets.get(WEBHOOK_TOKEN)
+        same = held is not None and hmac.compare_digest(held.get_secret_value().encode(), token.encode())
+        seen = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from": request.client or "unknown"}
+
+        def change(meta: dict[str, Any]) -> dict[str, Any]:
+            # Decided on the stored state, in one write transaction: of two first requests racing,
+            # exactly one finds the window open.
+            if meta.get(WEBHOOK_STATE) == "awaiting_verification":
+                return {WEBHOOK_STATE: "awaiting_confirmation", WEBHOOK_TOKEN_RECEIVED: seen,
+                        WEBHOOK_LATER_TOKENS: [], WEBHOOK_LATER_COUNT: 0}
+            later = list(meta.get(WEBHOOK_LATER_TOKENS) or [])[-(_KEEP_LATER - 1):]
+            return {WEBHOOK_LATER_TOKENS: later + [{**seen, "same_token": same}],
+                    WEBHOOK_LATER_COUNT: int(meta.get(WEBHOOK_LATER_COUNT) or 0) + 1}
+
+        if self.ctx.change_meta(change).get(WEBHOOK_STATE) == "awaiting_confirmation":
+            self.ctx.secrets.set(WEBHOOK_TOKEN, token)
+            self.ctx.log.warning("connection %s: webhook verification token received from %s; deliveries "
+                                 "are refused until `engram connections verify %s`", self.ctx.connection.name,
+                                 seen["from"], self.ctx.connection.name)
+            return WebhookResult()  # 202, nothing to refetch
+        self.ctx.log.warning("connection %s: another webhook verification request from %s (%s token) was "
+                             "recorded, not used", self.ctx.connection.name, seen["from"],
+                             "the same" if same else "a different")
+        raise WebhookError(WebhookError.NOT_ACCEPTED,
+                           "this connection already holds a verification token; this request was recorded "
+                           "for the operator and not used")
 
 
 
@@ -559,8 +604,8 @@ def _block_ids(blocks: list[dict[str, Any]]) -> list[str]:
 
 
 # --- the operator's side of the verification handshake ---------------------------------------------
-# (what `engram connections show C --reveal-verification-token` and `engram connections verify C`
-# run; the framework's CLI does not have these yet)
+# (what `engram connections show C --reveal-verification-token` and `engram connections verify C
+# [--reset]` run)
 
 
 def reveal_verification_token(secrets: SecretStore, connection: str) -> str | None:
@@ -570,17 +615,36 @@ def reveal_verification_token(secrets: SecretStore, connection: str) -> str | No
     return value.get_secret_value() if value is not None else None
 
 
-def confirm_webhook_verification(store: EventStore, connection: str) -> None:
-    """The operator pasted the token into Notion: from now on verification requests are refused."""
+def confirm_webhook_verification(store: EventStore, connection: str,
+                                 secrets: SecretStore | None = None) -> list[dict[str, Any]]:
+    """The operator pasted the held token into Notion and Notion accepted it: deliveries signed
+    with it are accepted from now on, and verification requests stay refused. Returns the later
+    verification requests that were recorded (``{"at", "from", "same_token"}``), for the operator
+    to look at. ``ConfigError`` when no token is held (nothing has arrived, or it was reset)."""
     from engram_sdk._connections import Connections
 
     conns = Connections(store)
-    conns.get(connection)  # ConfigError when there is no such connection
+    conn = conns.get(connection)  # ConfigError when there is no such connection
+    state = conn.meta.get(WEBHOOK_STATE)
+    # Before the state machine had "awaiting_confirmation", a held token sat in the secrets store
+    # under "awaiting_verification"; the operator's confirmation vouches for it the same way.
+    held = state == "awaiting_confirmation" or (
+        state == "awaiting_verification" and secrets is not None and secrets.get(connection, WEBHOOK_TOKEN))
+    if state != "verified" and not held:
+        raise ConfigError(f"no verification request has reached connection {connection} yet: create the webhook "
+                          f"subscription in Notion pointing at <ENGRAM_PUBLIC_URL>/v1/webhooks/{connection}")
     conns.update(connection, meta={WEBHOOK_STATE: "verified"})
+    return list(conn.meta.get(WEBHOOK_LATER_TOKENS) or [])
 
 
-def await_webhook_verification(store: EventStore, connection: str) -> None:
-    """Accept one verification request again (the subscription was recreated in Notion)."""
+def reset_webhook_verification(store: EventStore, connection: str, secrets: SecretStore) -> None:
+    """Forget the held token and accept the next verification request (after the subscription
+    was recreated in Notion, or when the held token was not Notion's: press "Resend token")."""
     from engram_sdk._connections import Connections
 
-    Connections(store).update(connection, meta={WEBHOOK_STATE: "awaiting_verification"})
+    conns = Connections(store)
+    conns.get(connection)
+    if secrets.get(connection, WEBHOOK_TOKEN) is not None:
+        secrets.delete(connection, WEBHOOK_TOKEN)
+    conns.update(connection, meta={WEBHOOK_STATE: "awaiting_verification", WEBHOOK_TOKEN_RECEIVED: None,
+                                   WEBHOOK_LATER_TOKENS: [], WEBHOOK_LATER_COUNT: 0})

@@ -8,6 +8,7 @@ commands with ``--json`` print one JSON object as the last line of output.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,6 +76,28 @@ def progress(transient: bool = True) -> Progress:
         transient=transient,
         disable=not err_console.is_terminal,
     )
+
+
+class _WaitPrinter(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(f"[yellow]{record.getMessage()}[/yellow]", highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def show_waits() -> Iterator[None]:
+    """Print the HTTP toolkit's retry waits on stderr as they start (a long rate-limit storm
+    then reads as waiting, not as a hang). Only wait and give-up lines: never bodies or headers."""
+    logger = logging.getLogger("engram.http")
+    handler = _WaitPrinter(level=logging.INFO)
+    previous = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def one_line(exc: BaseException) -> str:

@@ -27,7 +27,18 @@ from .._secrets import mask, open_secret_store
 from .._sync import SyncProgress, SyncResult, SyncRunner
 from .._webhooks import WebhookQueue, WebhookWorker
 from . import app
-from ._common import JsonOption, console, emit_json, fail, keyring, open_store, progress, settings
+from ._common import (
+    JsonOption,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    keyring,
+    open_store,
+    progress,
+    settings,
+    show_waits,
+)
 
 # --- engram connect <platform> ---------------------------------------------------------------------
 
@@ -252,17 +263,38 @@ def show(name: str = typer.Argument(..., help="The connection's name."),
 
 
 @connections_app.command("verify")
-def verify(name: str = typer.Argument(..., help="The connection's name.")) -> None:
-    """Confirm the webhook verification token was pasted into the platform; later verification
-    requests are then refused (Notion)."""
+def verify(name: str = typer.Argument(..., help="The connection's name."),
+           reset: bool = typer.Option(False, "--reset", help="Forget the held verification token and keep the "
+                                                             "next one that arrives instead (Notion).")) -> None:
+    """Confirm the webhook verification token was pasted into the platform and accepted there;
+    deliveries are refused until then, and verification requests after it (Notion)."""
     s = settings()
     with open_store(s) as store:
         c = Connections(store).get(name)
+        secrets = open_secret_store(s, store.engine)
+        if reset:
+            reset_hook = _platform_hook(c.platform, "reset_webhook_verification")
+            if reset_hook is None:
+                fail(f"{c.platform} connections have no webhook verification step")
+            reset_hook(store, name, secrets)
+            console.print(f"webhook verification of {name} reset: the next verification request is kept. "
+                          f"Press \"Resend token\" in {c.platform.capitalize()}, then run `engram connections show {name} "
+                          f"--reveal-verification-token`", highlight=False, soft_wrap=True)
+            return
         confirm = _platform_hook(c.platform, "confirm_webhook_verification")
         if confirm is None:
             fail(f"{c.platform} connections have no webhook verification step")
-        confirm(store, name)
-    console.print(f"webhooks of {name} verified: further verification requests will be refused")
+        later = confirm(store, name, secrets)
+    console.print(f"webhooks of {name} verified: signed deliveries are accepted, further verification requests "
+                  "refused", highlight=False, soft_wrap=True)
+    if later:
+        last = later[-1]
+        differ = sum(1 for x in later if not x.get("same_token"))
+        err_console.print(
+            f"[yellow]warning:[/yellow] {len(later)} later verification request(s) were recorded and not used "
+            f"({differ} with a different token; the latest at {last.get('at')} from {last.get('from')}). If "
+            f"{c.platform.capitalize()} accepted the token you pasted, they did not come from it: see `engram connections "
+            f"show {name}`.", highlight=False, soft_wrap=True)
 
 
 @connections_app.command("test")
@@ -328,7 +360,7 @@ def sync(
         if all_ and not names:
             fail("there are no connections")
         results = []
-        with progress() as bar:
+        with progress() as bar, show_waits():
             tasks: dict[str, Any] = {}
 
             def on_progress(p: SyncProgress) -> None:
@@ -382,7 +414,7 @@ def worker(
     from .._jobs import Jobs, run_job
 
     s = settings()
-    with open_store(s) as store:
+    with open_store(s) as store, show_waits():
         w = WebhookWorker(store, keyring(s), open_secret_store(s, store.engine), max_attempts=max_attempts)
         jobs = Jobs(store)
         if training:

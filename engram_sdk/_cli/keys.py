@@ -138,9 +138,13 @@ def trust(
             fail(f"{file}: none of its keys may sign for {', '.join(team)}")
     with open_store() as store:
         store.trust(keys, origin=f"file:{file.name}")
-    pairs = sorted({(k.kid, k.team_id, k.status) for k in keys})
-    for kid, t, status in pairs:
-        console.print(f"trusted {kid} for team {t}" + (" (revoked)" if status == "revoked" else ""))
+        # What the store holds now, not what the file says: revocation sticks, so a key set
+        # exported before a revocation does not bring the key back, and the operator is told.
+        now = store.trusted_keys().by_kid
+    for kid, t in sorted({(k.kid, k.team_id) for k in keys}):
+        held = now.get(kid, {}).get(t)
+        revoked = held is not None and held.status == "revoked"
+        console.print(f"trusted {kid} for team {t}" + (" (revoked)" if revoked else ""), highlight=False)
 
 
 api_app = typer.Typer(help="API keys for the HTTP server: one team and one role each.", no_args_is_help=True)

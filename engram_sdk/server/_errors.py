@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from fastapi import Request
@@ -40,9 +42,56 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     parts = []
     for err in exc.errors()[:5]:
+        if err.get("type") == "json_invalid":
+            parts.append(_json_error(exc.body, err))
+            continue
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         parts.append(f"{where}: {err.get('msg')}")
     return error_response(request, 422, "; ".join(parts) or "invalid request")
+
+
+def _json_error(body: Any, err: dict[str, Any]) -> str:
+    """Where a body that is not JSON breaks, as a person finds it in the file they sent: line,
+    column and, for a batch, which event (a byte offset alone sends them counting)."""
+    loc = err.get("loc", ())
+    pos = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    reason = (err.get("ctx") or {}).get("error") or err.get("msg") or "invalid JSON"
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if not isinstance(body, str) or pos is None:
+        return f"body is not valid JSON: {reason}"
+    line = body.count("\n", 0, pos) + 1
+    column = pos - (body.rfind("\n", 0, pos) + 1) + 1
+    index = _batch_index(body, pos)
+    within = f", in events[{index}]" if index is not None else ""
+    return f"body is not valid JSON: {reason.removesuffix(' at')} at line {line}, column {column}{within}"
+
+
+_BATCH_START = re.compile(r'\s*\{\s*"events"\s*:\s*\[')
+
+
+def _batch_index(body: str, pos: int) -> int | None:
+    """The position in ``{"events": [...]}`` of the element the error at ``pos`` falls in."""
+    m = _BATCH_START.match(body)
+    if m is None or pos < m.end():
+        return None
+    decoder, i, n = json.JSONDecoder(), m.end(), 0
+    while True:
+        while i < len(body) and body[i] in " \t\r\n":
+            i += 1
+        try:
+            _, end = decoder.raw_decode(body, i)
+        except ValueError:
+            return n
+        if end > pos:
+            return n
+        i = end
+        while i < len(body) and body[i] in " \t\r\n":
+            i += 1
+        if i >= len(body) or body[i] != ",":
+            return n + 1 if i >= pos else None
+        i += 1
+        n += 1
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -150,6 +150,58 @@ def test_partial_import_stores_the_good_lines_and_lists_the_rest(host, tmp_path,
         assert store.count("acme") == 28
 
 
+def _file_with_forged_ids(path: Path, keyring: Keyring, tmp_path: Path) -> Path:
+    """Lines 3 and 6 validly signed by the trusted key, with ids their content does not give."""
+    lines = path.read_text().splitlines()
+    zeros = json.loads(lines[2])
+    zeros["id"] = "0" * 64
+    moved = json.loads(lines[5])
+    moved["subject"] = "page-999"
+    lines[2] = keyring.sign(zeros).to_json()
+    lines[5] = keyring.sign(moved).to_json()
+    bad = tmp_path / "forged-ids.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    return bad
+
+
+def test_events_verify_recomputes_every_id(host, tmp_path, capsys):
+    s, keyring = host
+    bad = _file_with_forged_ids(export(tmp_path, capsys), keyring, tmp_path)
+    code, out, _ = engram("events", "verify", str(bad), "--json", capsys=capsys)
+    report = last_json(out)
+    assert code == 1 and report["valid"] == 28
+    assert [(r["line"], r["reason"]) for r in report["rejected"]] == [(3, "id_mismatch"), (6, "id_mismatch")]
+    code, out, _ = engram("events", "verify", str(bad), capsys=capsys)
+    assert f"{bad}:3 id_mismatch" in out
+
+
+def test_events_import_refuses_forged_ids_and_stores_the_genuine_lines(host, tmp_path, monkeypatch, capsys):
+    s, keyring = host
+    bad = _file_with_forged_ids(export(tmp_path, capsys), keyring, tmp_path)
+    server = _second_machine(tmp_path, monkeypatch, host, capsys)
+    code, out, _ = engram("events", "import", str(bad), capsys=capsys)
+    assert code == 1 and "nothing stored" in out and f"{bad}:6 id_mismatch" in out
+    code, out, _ = engram("events", "import", str(bad), "--partial", "--json", capsys=capsys)
+    report = last_json(out)
+    assert code == 1 and report["accepted"] == 28
+    assert {r["reason"] for r in report["rejected"]} == {"id_mismatch"}
+    with EventStore.open(server.database_url) as store:
+        assert store.count("acme") == 28 and store.get("acme", "0" * 64) is None
+
+
+def test_retrusting_a_revoked_key_says_it_stays_revoked(host, tmp_path, monkeypatch, capsys):
+    s, keyring = host
+    keyset = tmp_path / "keys.json"
+    keyset.write_text(json.dumps(keyring.export_public()))  # exported while the key was active
+    server = _second_machine(tmp_path, monkeypatch, host, capsys)
+    kid = keyring.active().kid
+    assert engram("keys", "revoke", kid, "--team", "acme", capsys=capsys)[0] == 0
+    code, out, _ = engram("keys", "trust", str(keyset), capsys=capsys)
+    assert code == 0 and f"trusted {kid} for team acme (revoked)" in out
+    with EventStore.open(server.database_url) as store:
+        assert store.trusted_keys().by_kid[kid]["acme"].status == "revoked"
+
+
 def test_key_trusted_for_another_team_is_rejected_on_import(host, tmp_path, monkeypatch, capsys):
     s, keyring = host
     keyring.rotate(["acme", "globex"])
@@ -171,10 +223,13 @@ def test_revoked_key_is_rejected(host, tmp_path, capsys):
 
 
 def test_conflicting_line_is_reported_as_a_conflict(host, tmp_path, capsys):
+    # Only a platform revision lets two contents share an id (a content hash cannot): the
+    # platform says "version v7" of the page twice, with different text.
     s, keyring = host
-    path = export(tmp_path, capsys)
-    lines = path.read_text().splitlines()
-    other = json.loads(lines[0])
+    (stored,) = signed_events(keyring, 1, start=100, revision="v7")
+    with EventStore.open(s.database_url) as store:
+        store.append([stored])
+    other = stored.to_dict()
     other["data"]["title"] = "same id, other content"
     resigned = keyring.sign(other)  # validly signed, but it contradicts what is stored
     conflict = tmp_path / "conflict.jsonl"

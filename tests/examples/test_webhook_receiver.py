@@ -12,7 +12,7 @@ import pytest
 
 from engram_microsoft.bench import bench_workspace
 from engram_microsoft.sandbox import MicrosoftSandbox
-from engram_notion import sign_webhook_payload
+from engram_notion import confirm_webhook_verification, sign_webhook_payload
 from engram_notion.sandbox import NotionSandbox
 from engram_sdk import Document, Keyring, build_events, load_key_set
 from engram_sdk._sandbox import SandboxServer, serve
@@ -57,6 +57,7 @@ def deployment(tmp_path):
             notion.admin.set_webhook(dep.hook_url, secret=VERIFICATION_TOKEN)
             notion.admin.op("send_verification")  # Notion's one-time handshake, answered by the receiver
             assert notion.admin.deliveries()[-1]["status"] == 202
+            confirm_webhook_verification(h.store, "acme-notion")  # `engram connections verify acme-notion`
             yield dep
     h.close()
 

@@ -35,7 +35,7 @@ def home(engram_home, capsys):
 def connected(home, server, capsys, monkeypatch):
     monkeypatch.setenv("EXAMPLE_TOKEN", TOKEN)
     code, out, err = engram(capsys, "connect", "example", "--name", "ex", "--team", "acme", "--scope", "eng,sales",
-                            "--base-url", server.url, "--token-env", "EXAMPLE_TOKEN", "--page-size", "5", "--max-attempts", "2",
+                            "--base-url", server.url, "--token-env", "EXAMPLE_TOKEN", "--page-size", "5", "--retry-budget", "2",
                             "--webhook-secret", WEBHOOK_SECRET, "--json")
     assert code == 0, err
     return json.loads(out.strip().splitlines()[-1])
@@ -168,6 +168,25 @@ def test_worker_once(connected, admin, server, capsys) -> None:
     report = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and report["done"] == 1 and report["stored"] == 2
     assert report["queue"] == {"pending": 0, "done": 1, "dead": 0}
+
+
+def test_sync_prints_each_rate_limit_wait_as_it_happens(connected, admin, capsys) -> None:
+    admin.fault(status=429, times=2, retry_after=0.2)
+    code, out, err = engram(capsys, "sync", "-c", "ex")
+    assert code == 0, err
+    waits = [ln for ln in err.splitlines() if "waiting 0.2 s as Retry-After asks" in ln]
+    assert len(waits) == 2 and "answered HTTP 429" in waits[0] and "then retrying (attempt 2;" in waits[0]
+    assert TOKEN not in err
+
+
+def test_sync_stopped_by_a_long_retry_after_says_how_long_and_that_a_rerun_resumes(connected, admin, capsys) -> None:
+    admin.fault(status=429, times=1, retry_after=50)  # the connection's retry budget is 2 s
+    code, out, err = engram(capsys, "sync", "-c", "ex")
+    assert code == 1
+    assert "asked to wait 50 s (Retry-After)" in err and "2.0 s retry budget" in err
+    assert "a rerun (`engram sync --connection ex`) resumes from the last checkpoint" in err
+    code, out, err = engram(capsys, "sync", "-c", "ex", "--json")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1])["results"][0]["status"] == "ok"
 
 
 def test_secrets_never_reach_logs_output_events_or_rows(connected, admin, server, capsys, caplog, home) -> None:

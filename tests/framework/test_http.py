@@ -188,6 +188,64 @@ def test_retry_after_beyond_the_budget_is_not_waited() -> None:
     assert clock.sleeps == []
 
 
+def test_a_long_429_storm_is_ridden_out_within_the_budget_not_a_count() -> None:
+    clock = FakeClock()
+    storm = [httpx.Response(429, headers={"Retry-After": "2"})] * 40
+    with build_client("http://platform", transport=answers(*storm, httpx.Response(200)), clock=clock) as c:
+        assert c.get("/a").status_code == 200
+    assert client_stats(c).requests == 41 and clock.sleeps == [2.0] * 40  # 80 s of a 300 s budget
+
+
+def test_network_errors_follow_the_same_policy_as_429s() -> None:
+    clock = FakeClock()
+    outage = [httpx.ConnectError("refused")] * 10  # backoff 0.5 s doubling to 60 s: 10 fit in 300 s
+    with build_client("http://platform", transport=answers(*outage, httpx.Response(200)), clock=clock,
+                      rng=random.Random(1)) as c:
+        assert c.get("/a").status_code == 200
+    assert client_stats(c).requests == 11 and clock.slept <= 300
+
+
+def test_a_storm_longer_than_the_budget_stops_and_says_so() -> None:
+    clock = FakeClock()
+    with build_client("http://platform", transport=answers(httpx.Response(429, headers={"Retry-After": "30"})),
+                      clock=clock) as c:
+        r = c.get("/a")
+    assert r.status_code == 429 and clock.slept == 300.0  # ten 30 s waits fill the budget exactly
+    stop = r.extensions["engram.retry"]
+    assert (stop.attempts, stop.reason) == (11, "retry_after_beyond_budget")
+    with pytest.raises(RateLimited) as info:
+        raise_for_status(r)
+    assert "asked to wait 30 s" in str(info.value) and "300 s retry budget" in str(info.value)
+
+
+def test_a_retry_after_beyond_the_budget_says_how_long_the_platform_asked() -> None:
+    clock = FakeClock()
+    transport = answers(httpx.Response(429, headers={"Retry-After": "400"}), httpx.Response(200))
+    with build_client("http://platform", transport=transport, clock=clock) as c:
+        r = c.get("/a")
+    assert r.status_code == 429 and clock.sleeps == []  # not waited for at all
+    with pytest.raises(RateLimited) as info:
+        raise_for_status(r)
+    text = str(info.value)
+    assert "asked to wait 400 s (Retry-After)" in text and "300 s retry budget" in text
+    assert info.value.retry_after == 400.0
+
+
+def test_each_wait_is_logged_as_it_starts(caplog) -> None:
+    clock = FakeClock()
+    transport = answers(httpx.Response(429, headers={"Retry-After": "3"}), httpx.Response(503),
+                        httpx.Response(200))
+    with caplog.at_level("INFO", logger="engram.http"):
+        with build_client("http://platform", transport=transport, clock=clock, rng=random.Random(2)) as c:
+            assert c.get("/v1/search?token=abc").status_code == 200
+    waits = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
+    assert len(waits) == 2
+    assert waits[0] == ("GET platform/v1/search answered HTTP 429: waiting 3.0 s as Retry-After asks, then "
+                        "retrying (attempt 2; 0.0 s of the 300 s retry budget used)")
+    assert "answered HTTP 503: waiting" in waits[1] and "backing off" in waits[1] and "3.0 s of the 300 s" in waits[1]
+    assert "token=abc" not in caplog.text
+
+
 def test_transport_errors_are_retried_then_raised() -> None:
     clock = FakeClock()
     transport = answers(httpx.ConnectError("refused"))

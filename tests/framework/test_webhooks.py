@@ -209,6 +209,26 @@ def test_failing_entity_is_retried_then_dead_lettered(hooked, admin) -> None:
     assert dead["entity_id"] == "note-0004" and dead["attempts"] == 3 and "HTTP 500" in dead["last_error"]
 
 
+def test_a_rate_limited_refetch_waits_as_asked_and_is_never_dead_lettered(hooked, admin) -> None:
+    h, _ = hooked
+    admin.op("edit_note", id="note-0001", text="after the storm")
+    admin.deliveries()
+    admin.fault(status=429, times=1000, retry_after=1000, path="/api/notes/note-0001")
+    now = [time.time()]
+    worker = h.worker(max_attempts=2, backoff_base=10)
+    worker.queue.clock = lambda: now[0]
+    for _ in range(4):  # twice as many storms as attempts allowed: throttling is not a failure
+        r = worker.run_once()
+        assert (r.retried, r.dead) == (1, 0)
+        now[0] += 999
+        assert worker.run_once().claimed == 0  # waits the 1000 s the platform asked for
+        now[0] += 2
+    admin.clear_faults()
+    r = worker.run_once()
+    assert r.done == 1 and h.queue().counts("ex") == {"pending": 0, "done": 1, "dead": 0}
+    assert h.latest()["note-0001"][1]["text"] == "after the storm"
+
+
 def test_revoked_grant_parks_the_work(hooked, admin) -> None:
     h, _ = hooked
     admin.op("edit_note", id="note-0001", text="x")
@@ -241,6 +261,14 @@ def test_delivery_body_must_be_json_only_after_verification(hooked) -> None:
     r = httpx.post(f"{receiver.url}/webhooks/ex", content=b"not json", headers=signed(b"other"))
     assert r.status_code == 401  # the signature is checked before the body is parsed
     json.dumps({})
+
+
+@pytest.mark.parametrize("body", [b'{"type": "note.updated"}', b"[1, 2]", b"not json", b'{"id": ""}'])
+def test_a_signed_delivery_the_connector_cannot_read_is_refused_not_a_server_error(hooked, body) -> None:
+    h, receiver = hooked
+    r = httpx.post(f"{receiver.url}/webhooks/ex", content=body, headers=signed(body, msg_id=f"m-{len(body)}"))
+    assert r.status_code == 401 and r.json()["error"] == "not_accepted"
+    assert h.queue().counts("ex")["pending"] == 0
 
 
 def test_meta_a_connector_sets_while_refetching_is_saved(tmp_path, server, clock) -> None:

@@ -58,15 +58,64 @@ def test_a_replayed_batch_is_stored_once(server, deployment):
 
 
 def test_conflicting_event_is_reported_and_the_stored_one_kept(server, deployment):
+    # Same platform revision, other content: the one way two contents share an id.
     kr = deployment.keyrings["acme"]
-    (ev,) = signed_events(kr, 1)
+    (ev,) = signed_events(kr, 1, revision="v7")
     h = deployment.headers("acme", "ingest")
     server.post("/v1/events", json=batch([ev]), headers=h)
     other = ev.to_dict()
     other["data"]["title"] = "same id, new content"
     resp = server.post("/v1/events", json=batch([kr.sign(other)]), headers=h).json()
-    assert resp["results"][0]["status"] == "conflict"
+    result = resp["results"][0]
+    assert result["status"] == "conflict" and resp["conflicts"] == 1
+    # A client reading only reason/message (as for a rejection) learns what happened.
+    assert result["reason"] == "conflict" and "different content" in result["message"]
     assert deployment.store.get("acme", ev.id).envelope["data"]["title"] != "same id, new content"
+
+
+def test_ingest_recomputes_ids_and_the_genuine_event_is_not_locked_out(server, deployment):
+    kr = deployment.keyrings["acme"]
+    genuine, other = signed_events(kr, 2)
+    moved = genuine.to_dict()
+    moved["subject"] = "page-99"  # the old id, a new subject: a second copy of the record
+    zeros = other.to_dict()
+    zeros["id"] = "0" * 64
+    squat = signed_events(kr, 1, start=9)[0].to_dict()
+    squat["id"] = genuine.id  # take the genuine event's id before it arrives
+    h = deployment.headers("acme", "ingest")
+    body = server.post("/v1/events", json=batch([kr.sign(moved), kr.sign(zeros), kr.sign(squat)]), headers=h).json()
+    assert [(r["status"], r["reason"]) for r in body["results"]] == [("rejected", "id_mismatch")] * 3
+    assert body["accepted"] == 0 and deployment.store.count("acme") == 0
+    assert all("hash of [source, type, subject, revision]" in r["message"] or "subject" in r["message"]
+               for r in body["results"])
+    body = server.post("/v1/events", json=batch([genuine]), headers=h).json()
+    assert body["results"][0]["status"] == "accepted"
+
+
+def _lines_batch(events) -> str:
+    """A batch written the way people write one: an event per line."""
+    return '{"events": [\n' + ",\n".join(e.to_json() for e in events) + "\n]}"
+
+
+def test_a_truncated_batch_is_reported_by_line_and_event_not_byte_offset(server, deployment):
+    events = signed_events(deployment.keyrings["acme"], 4)
+    body = _lines_batch(events)
+    third = body.index(events[2].id)  # cut in the middle of line 4, the third event
+    resp = server.post("/v1/events", content=body[:third + 10], headers={
+        **deployment.headers("acme", "ingest"), "content-type": "application/json"})
+    message = assert_error(resp, 422, "invalid_request")["error"]["message"]
+    assert message.startswith("body is not valid JSON: ") and "at line 4, column" in message
+    assert message.endswith("in events[2]") and str(third) not in message
+    assert deployment.store.count("acme") == 0
+
+
+def test_a_missing_comma_between_events_names_the_event_after_it(server, deployment):
+    events = signed_events(deployment.keyrings["acme"], 3)
+    body = _lines_batch(events).replace(",\n", "\n", 1)  # no comma after the first event
+    resp = server.post("/v1/events", content=body, headers={
+        **deployment.headers("acme", "ingest"), "content-type": "application/json"})
+    message = assert_error(resp, 422, "invalid_request")["error"]["message"]
+    assert "Expecting ',' delimiter at line 3, column 1, in events[1]" in message
 
 
 def test_a_team_key_cannot_ingest_for_another_team(server, deployment):

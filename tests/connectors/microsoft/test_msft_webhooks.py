@@ -92,6 +92,24 @@ def test_validation_handshake_echoes_the_token_as_text(ms, receiver):
     r = httpx.post(receiver, params={"validationToken": "Validation: Testing client application reachability"})
     assert r.status_code == 200 and r.text == "Validation: Testing client application reachability"
     assert r.headers["content-type"].startswith("text/plain")
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("token", [
+    "<script>alert(1)</script>",
+    "<html><body>Sign in again</body></html>",
+    "line one\r\nSet-Cookie: a=b",
+    "x" * 513,
+    "",
+    "quote\"s and 'single' ones",
+])
+def test_validation_handshake_refuses_to_echo_anything_but_a_plain_token(ms, receiver, token):
+    ms.connect(delegated=False, scope=f"team:{TEAM}")
+    r = httpx.post(receiver, params={"validationToken": token})
+    assert r.status_code == 401 and r.json()["error"] == "not_accepted"
+    assert token not in r.text or not token  # never echoed
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert _queued(ms) == []
 
 
 def test_rich_notification_is_verified_and_decrypted(ms, receiver):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from notion_data import BASE, TOKEN, flat_workspace, iso, pid
 
-from engram_notion import NotionConnector
+from engram_notion import NotionConnector, confirm_webhook_verification, reveal_verification_token
 from engram_notion.sandbox import NotionSandbox
 from engram_sdk.testing import ConnectorAcceptanceTests
 
@@ -40,6 +40,11 @@ class TestNotionAcceptance(ConnectorAcceptanceTests):
 
     def configure_webhooks(self, admin, url, secret):
         admin.set_webhook(url, secret)
-        admin.op("send_verification")  # the receiver stores the token while the connection awaits it
+        admin.op("send_verification")  # the receiver keeps the first token while the connection awaits it
         admin.deliveries()
         return {}
+
+    def confirm_webhooks(self, harness):
+        # the operator pasted the token into Notion, which accepted it
+        assert reveal_verification_token(harness.secrets, self.connection_name) == self.webhook_secret
+        confirm_webhook_verification(harness.store, self.connection_name)

@@ -252,6 +252,35 @@ def test_429_storm_is_ridden_out_with_retry_after(make_env):
     assert len(retry_after_waits) >= 5 and env.clock.slept >= 60
 
 
+def test_more_than_seven_consecutive_429s_do_not_fail_the_sync(make_env):
+    env = make_env(flat_workspace(10))
+    env.connect()
+    env.admin.fault(status=429, times=25, retry_after=2)  # one request refused 25 times running
+    result = env.sync()
+    assert result.ok, result.error
+    assert len(env.docs()) == 10
+    assert env.clock.sleeps.count(2.0) >= 25  # each refusal waited out as Retry-After asked
+
+
+def test_a_retry_after_beyond_the_budget_stops_the_sync_with_a_message_and_a_rerun_resumes(make_env):
+    env = make_env(flat_workspace(30))
+    env.connect()
+    env.admin.set_budget(25, window=400.0)  # then "come back in about 400 s": past the 300 s budget
+    first = env.sync()
+    assert not first.ok and first.status == "error"
+    assert "asked to wait 39" in first.error and "(Retry-After)" in first.error  # 400 s less what passed
+    assert "300 s retry budget" in first.error and "resumes from the last checkpoint" in first.error
+    kept = len(env.docs())
+    assert 0 < kept < 30  # what was read before the stop is stored, not thrown away
+    assert max(env.clock.sleeps, default=0) < 300  # it did not sleep on the long Retry-After
+    env.admin.clear_budget()
+    second = env.sync()
+    assert second.ok, second.error
+    assert len(env.docs()) == 30
+    ids = [e.event_id for e in env.store.iter_events("team-a")]  # conftest's TEAM
+    assert len(ids) == len(set(ids)) == 30  # one event per page: the rerun stored only what was missing
+
+
 def test_client_side_limiter_keeps_to_three_requests_per_second(make_env):
     env = make_env(flat_workspace(30))
     env.connect()

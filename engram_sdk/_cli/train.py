@@ -339,16 +339,9 @@ def bench_train(
     except (ValueError, TypeError) as exc:
         fail(str(exc))
     s = settings()
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TextColumn("loss {task.fields[loss]:.3f}  {task.fields[tps]:.0f} tok/s"), TimeElapsedColumn(),
-                   console=err_console, transient=True, disable=not err_console.is_terminal)
+    bar, on_progress = _training_bar()
     with bar:
-        task = bar.add_task("train", total=None, loss=0.0, tps=0.0)
-        out = bench.run(config, phases=phases, models_cache=s.home / "models",
-                        on_progress=lambda p: bar.update(task, completed=p.step, total=p.total, loss=p.loss,
-                                                         tps=p.tokens_per_s))
+        out = bench.run(config, phases=phases, models_cache=s.home / "models", on_progress=on_progress)
     if as_json:
         emit_json(out)
         return
@@ -371,19 +364,12 @@ def _bench_workspace(setting: list[str], workspace: str, baselines: bool, whole:
     except (ValueError, TypeError) as exc:
         fail(str(exc))
     s = settings()
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TextColumn("loss {task.fields[loss]:.3f}  {task.fields[tps]:.0f} tok/s"), TimeElapsedColumn(),
-                   console=err_console, transient=True, disable=not err_console.is_terminal)
+    bar, on_progress = _training_bar()
     with bar:
-        task = bar.add_task("train", total=None, loss=0.0, tps=0.0)
         try:
             out = bench.run_workspace(
                 config, workspace=workspace, models_cache=s.home / "models", baselines=baselines, whole_workspace=whole,
-                on_step=lambda m: err_console.print(f"[dim]{m}...[/dim]"),
-                on_progress=lambda p: bar.update(task, completed=p.step, total=p.total, loss=p.loss,
-                                                 tps=p.tokens_per_s))
+                on_step=lambda m: err_console.print(f"[dim]{m}...[/dim]"), on_progress=on_progress)
         except FileNotFoundError:
             fail(f"no shipped workspace {workspace!r} with questions")
     if as_json:
@@ -394,3 +380,14 @@ def _bench_workspace(setting: list[str], workspace: str, baselines: bool, whole:
               "generated_probe_recall", "general_score", "base_general_score", "general_difference",
               "train_seconds", "update_seconds", "published"):
         console.print(f"{k:>30}  {out[k]}")
+
+
+def _training_bar() -> tuple[Any, Any]:
+    """A progress bar for a benchmark's training runs (on a terminal only) and its update callback."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TextColumn("loss {task.fields[loss]:.3f}  {task.fields[tps]:.0f} tok/s"), TimeElapsedColumn(),
+                   console=err_console, transient=True, disable=not err_console.is_terminal)
+    task = bar.add_task("train", total=None, loss=0.0, tps=0.0)
+    return bar, lambda p: bar.update(task, completed=p.step, total=p.total, loss=p.loss, tps=p.tokens_per_s)

@@ -31,17 +31,7 @@ def run(config: TrainConfig, *, phases: int = 2, models_cache: Path | None = Non
     if subset:
         records = [r for r in records if r.entity_id in subset]
     with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp:
-        home = Path(tmp) / "home"
-        settings = Settings(home=home, database_url=f"sqlite:///{home / 'engram.db'}",
-                            base_model=Settings.load().base_model)
-        settings.init_home()
-        if models_cache is not None:
-            models_cache.mkdir(parents=True, exist_ok=True)
-            (home / "models").symlink_to(models_cache, target_is_directory=True)
-        store = EventStore.open(settings.database_url)
-        keyring = Keyring(settings.keys_dir)
-        keyring.generate(["kestrel"])
-        store.trust(load_key_set(keyring.export_public()))
+        settings, store, keyring = _scratch(Path(tmp), "kestrel", models_cache)
         # Phase 1: everything but the last third of the pages (edits always come with phase 2, so
         # version 2 must learn new values over old ones).
         docs = [r for r in records if r.kind != "edit"]
@@ -96,6 +86,23 @@ def run(config: TrainConfig, *, phases: int = 2, models_cache: Path | None = Non
     }
 
 
+def _scratch(tmp: Path, team: str, models_cache: Path | None) -> tuple[Settings, EventStore, Keyring]:
+    """A scratch ENGRAM_HOME with a SQLite store and a key trusted for ``team``; its models/ is the
+    real home's cache, so the base model is converted once."""
+    home = tmp / "home"
+    settings = Settings(home=home, database_url=f"sqlite:///{home / 'engram.db'}",
+                        base_model=Settings.load().base_model)
+    settings.init_home()
+    if models_cache is not None:
+        models_cache.mkdir(parents=True, exist_ok=True)
+        (home / "models").symlink_to(models_cache, target_is_directory=True)
+    store = EventStore.open(settings.database_url)
+    keyring = Keyring(settings.keys_dir)
+    keyring.generate([team])
+    store.trust(load_key_set(keyring.export_public()))
+    return settings, store, keyring
+
+
 def _threads() -> int:
     import torch
 
@@ -135,17 +142,7 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater", models_c
     later = [q for q, e in zip(qs, needs_edit) if e and q.kind == "edit"]
     team = "bench"
     with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp:
-        home = Path(tmp) / "home"
-        settings = Settings(home=home, database_url=f"sqlite:///{home / 'engram.db'}",
-                            base_model=Settings.load().base_model)
-        settings.init_home()
-        if models_cache is not None:
-            models_cache.mkdir(parents=True, exist_ok=True)
-            (home / "models").symlink_to(models_cache, target_is_directory=True)
-        store = EventStore.open(settings.database_url)
-        keyring = Keyring(settings.keys_dir)
-        keyring.generate([team])
-        store.trust(load_key_set(keyring.export_public()))
+        settings, store, keyring = _scratch(Path(tmp), team, models_cache)
         try:
             samples.ingest(store, keyring, team_id=team, records=records)
             say("training the first version")

@@ -30,7 +30,7 @@ from engram_sdk._records import Document, Thread
 from . import facts as F
 from . import questions as Q
 from . import units as U
-from .dataset import ABSTAIN, GENERATIONS, Collected, Dataset, Messages, ProbeItem, _chat, _entity, page_chunks
+from .dataset import ABSTAIN, GENERATIONS, Collected, Dataset, Messages, ProbeItem, _chat, _entity, _walk, page_chunks
 
 
 def current_units(col: Collected, *, max_units_per_record: int) -> U.Extracted:
@@ -81,7 +81,7 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
     people = {a.name for rec in col.records.values() for a in rec.authors if a.name}
     for rec in col.records.values():
         if isinstance(rec, Thread):
-            people |= {m.author.name for m in _walk(rec.messages) if m.author and m.author.name}
+            people |= {m.author.name for m, _ in _walk(rec.messages) if m.author and m.author.name}
     # Fit the budget: fewer questions per unit before fewer units.
     per_unit = config.questions_per_unit
     while per_unit > 1 and len(units) * (per_unit + 1) > config.max_examples:
@@ -190,11 +190,3 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
     titled = {_entity(k): r.title for k, r in col.records.items()}
     learned_out = {e: {"title": titled.get(e, ""), **v} for e, v in sorted(learned.items())}
     return Dataset(examples, replay, probe, old_probe, [], chunks, entities, GENERATIONS["prose"], learned_out)
-
-
-def _walk(messages: list[Any]) -> list[Any]:
-    out = []
-    for m in messages:
-        out.append(m)
-        out += _walk(m.replies)
-    return out

@@ -1,0 +1,52 @@
+"""`engram bench train` on a hand-written evaluation workspace, run on the tiny model: the figures
+the issue names are all there, the baselines are measured in the same run, and no hand-written
+question is ever a training question."""
+
+from __future__ import annotations
+
+import pytest
+
+from engram_sdk import samples
+from engram_training import dataset as D
+from engram_training import facts as F
+from engram_training import written as W
+from engram_training.bench import run_workspace
+from engram_training.config import TrainConfig
+
+KEYS = ("written_single_recall", "written_two_page_recall", "written_edit_new_value", "written_abstain_rate",
+        "best_retrieval_recall", "best_retrieval_prompt_tokens", "adapter_prompt_tokens", "general_score",
+        "base_general_score", "general_difference", "train_seconds", "first_version_seconds")
+
+
+def test_hand_written_questions_are_never_trained_on(tiny_model):
+    from transformers import AutoTokenizer
+
+    records = samples.load_records("tidewater")
+    col = D.Collected(team_id="t", records={r.subject: r for r in records})
+    ds = D.build(col, AutoTokenizer.from_pretrained(tiny_model), TrainConfig(), continual=False)
+    trained = {F.normalize(m[0]["content"]) for m in ds.examples} | {F.normalize(p.question) for p in ds.probe}
+    asked = {F.normalize(q.question) for q in W.questions("tidewater")}
+    assert len(asked) >= 80 and not trained & asked
+
+
+def test_scoring_refuses_old_values_and_credits_only_real_abstention():
+    q = W.Question("e", "edit", "when is standup?", ["9:45"], ["10:30"], [], "")
+    assert W.correct(q, "Standup is at 9:45.")
+    assert not W.correct(q, "It moved from 10:30 to 9:45.")
+    u = W.Question("u", "unanswerable", "what is the wifi password?", [], [], [], "")
+    assert W.correct(u, "I don't know; the notes don't say.") and not W.correct(u, "It is hunter2.")
+    assert W.paired_difference([True, True, False], [True, False, False])["difference"] == pytest.approx(1 / 3, 1e-3)
+
+
+def test_bench_reports_every_figure_with_baselines_from_the_same_run(team_env, tmp_path):
+    config = TrainConfig(epochs=1, max_examples=120, max_new_tokens=4, eval_baselines=[], min_recall=0,
+                         general_tolerance=1, eval_batch_size=64)
+    out = run_workspace(config, workspace="tidewater", models_cache=tmp_path / "models")
+    for key in KEYS:
+        assert key in out, key
+    assert out["written_questions"]["single"] >= 20 and out["written_questions"]["unanswerable"] >= 10
+    kinds = {(s["retriever"], s["chunk_tokens"], s["top_k"]) for s in out["retrieval_sweep"]}
+    assert {("bm25", 128, 1), ("bm25", 256, 3), ("dense", 128, 1)} <= kinds
+    assert all(r > 1 for r in out["prompt_token_ratios"].values())
+    assert out["general_difference"]["n"] == 121 and out["update_examples"] is not None
+    assert len(out["answers"]["edits"]) == len(W.edits("tidewater"))

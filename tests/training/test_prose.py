@@ -82,7 +82,7 @@ def test_thread_messages_know_their_author_and_what_they_answer():
     reply = [u for u in units if u.author == "Bram Otieno"][0]
     assert reply.lead == "Who has the spare shed key now?"
     [stmt] = Q.resolve([reply])
-    assert stmt == "Bram Otieno have it until Friday."  # "I" is the author
+    assert stmt == "Bram Otieno has it until Friday."  # "I" is the author, and the verb agrees
 
 
 LOG = "\n".join(f"2026-04-{d:02d} 06:{m:02d} Pump house meter read, nothing to report." for d in range(1, 31)

@@ -9,8 +9,8 @@ was learned from each record.
 Junk resistance happens here, before any example is made:
 
 - near-identical prose (the same words once digits are masked: "Log line 17: routine reading")
-  repeated three or more times in a record, or in three or more records, is boilerplate and
-  dropped, and a statement written twice is kept once;
+  repeated three or more times in a record, and the same words in three or more records (a
+  footer), is boilerplate and dropped; a statement written twice is kept once;
 - each record contributes at most ``max_units_per_record`` units, the most informative first
   (names, numbers, dates), so one long page cannot crowd out the rest;
 - a data source's schema (column names and types) is not content and yields nothing.
@@ -288,20 +288,22 @@ def select(units: list[Unit], *, max_units_per_record: int, repeat_limit: int = 
     """Drop boilerplate and apply the per-record budget (see the module docstring)."""
     ex = Extracted(units=[])
     per_record_shapes: dict[str, Counter] = defaultdict(Counter)
-    records_with_shape: dict[str, set[str]] = defaultdict(set)
+    records_with_text: dict[str, set[str]] = defaultdict(set)
     for u in units:
         per_record_shapes[u.entity_id][u.shape] += 1
-        records_with_shape[u.shape].add(u.entity_id)
+        records_with_text[F.normalize(u.text)].add(u.entity_id)
     seen: set[str] = set()
     kept: dict[str, list[Unit]] = defaultdict(list)
     for u in units:
         if len(u.text.split()) < 3 and u.kind not in ("cell", "property", "changed"):
             ex.dropped[u.entity_id]["too_short"] += 1
             continue
-        # Only prose can be boilerplate: table cells that differ by a number are different facts.
+        # Only prose can be boilerplate: table cells that differ by a number are different facts. A
+        # line repeated with other numbers inside one record is a log; across records only the
+        # same words (a footer) are, since one-fact records written from a template differ.
         if u.kind in ("sentence", "item", "message") and (
                 per_record_shapes[u.entity_id][u.shape] >= repeat_limit
-                or len(records_with_shape[u.shape]) >= repeat_limit):
+                or len(records_with_text[F.normalize(u.text)]) >= repeat_limit):
             ex.dropped[u.entity_id]["repeated"] += 1
             continue
         exact = F.normalize(u.text)

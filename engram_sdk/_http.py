@@ -320,8 +320,8 @@ class RetryStop:
                     f"{_seconds(left)} left of the {_seconds(self.budget)} retry budget, so it was not waited for")
         if self.reason == "max_attempts":
             return f"still failing after {self.attempts} attempts over {_seconds(self.elapsed)}"
-        return (f"still failing after {self.attempts} attempts over {_seconds(self.elapsed)}, the "
-                f"{_seconds(self.budget)} retry budget" + (
+        return (f"still failing after {self.attempts} attempts over {_seconds(self.elapsed)} (retry budget "
+                f"{_seconds(self.budget)})" + (
                     f"; the platform last asked to wait {_seconds(self.retry_after)}" if self.retry_after else ""))
 
 
@@ -438,17 +438,19 @@ class ResilientTransport(httpx.BaseTransport):
     def _retryable(self, response: httpx.Response) -> bool:
         return response.status_code in self.retry.retry_statuses
 
-    def _hint(self, state: tenacity.RetryCallState) -> float | None:
+    @staticmethod
+    def _hint(state: tenacity.RetryCallState) -> float | None:
+        """The last answer's Retry-After as sent (the operator is told this, not a capped value)."""
         outcome = state.outcome
         if outcome is not None and not outcome.failed:
-            hint = parse_retry_after(outcome.result().headers.get("retry-after"))
-            if hint is not None:
-                return min(hint, self.retry.max_retry_after)
+            return parse_retry_after(outcome.result().headers.get("retry-after"))
         return None
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         hint = self._hint(state)
-        return hint if hint is not None else self.retry.backoff(state.attempt_number, self.rng)
+        if hint is not None:
+            return min(hint, self.retry.max_retry_after)
+        return self.retry.backoff(state.attempt_number, self.rng)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.extensions.get("retry") is False:

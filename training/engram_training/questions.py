@@ -352,7 +352,7 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
             g.probe.append((PROBE_LEAD[(r + k) % len(PROBE_LEAD)].format(q=short[:1].lower() + short[1:]), answer))
             if emb:
                 g.probe.append((PROBE_EMBEDDED[(r + k) % len(PROBE_EMBEDDED)].format(e=emb), answer))
-            for name in g.names:
+            for name in sorted(g.names):  # sorted: set order changes between processes (resume)
                 if verb and name in direct and name != answer:
                     g.asks.append((direct, name, verb))
         chunks = _chunks(doc, {t.i for s, _ in spans for t in s if s.text in g.answers})

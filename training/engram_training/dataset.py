@@ -32,7 +32,6 @@ from engram_sdk._store import EventStore
 from . import facts as F
 
 GENERATIONS = {"facts": "deterministic-extraction/1", "prose": "prose-units/1"}
-GENERATION = GENERATIONS["prose"]  # what the default recipe makes; a manifest records its own
 ABSTAIN = ["I don't know. Nothing in the team's notes says that.", "I don't know; the team's notes don't say."]
 
 

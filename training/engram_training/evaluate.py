@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -96,16 +97,20 @@ def retrieval_contexts(chunks: list[dict[str, str]], questions: list[str], *, to
     return ["\n\n".join(corpus[int(j)] for j in row) for row in hits]
 
 
-def dense_contexts(chunks: list[dict[str, str]], questions: list[str], *, top_k: int) -> list[str]:
-    """The top-k chunks by cosine similarity of WordLlama embeddings: a dense retriever whose
-    weights ship inside its package (``wordllama``), so nothing is downloaded."""
-    from pathlib import Path as _Path
-
-    import numpy as np
+@lru_cache(maxsize=1)
+def _wordllama() -> Any:
     import wordllama
 
     # wordllama looks for its shipped files under the wrong folder name unless pointed at them.
-    wl = wordllama.WordLlama.load(cache_dir=_Path(wordllama.__file__).parent, disable_download=True)
+    return wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+
+
+def dense_contexts(chunks: list[dict[str, str]], questions: list[str], *, top_k: int) -> list[str]:
+    """The top-k chunks by cosine similarity of WordLlama embeddings: a dense retriever whose
+    weights ship inside its package (``wordllama``), so nothing is downloaded."""
+    import numpy as np
+
+    wl = _wordllama()
     corpus = [c["text"] for c in chunks]
     docs = np.asarray(wl.embed(corpus, norm=True))
     qs = np.asarray(wl.embed(questions, norm=True))

@@ -30,7 +30,8 @@ from engram_sdk._records import Document, Thread
 from . import facts as F
 from . import questions as Q
 from . import units as U
-from .dataset import ABSTAIN, GENERATIONS, Collected, Dataset, Messages, ProbeItem, _chat, _entity, _walk, page_chunks
+from .dataset import (ABSTAIN, GENERATIONS, Collected, Dataset, Messages, ProbeItem, _apply_edits, _chat, _entity,
+                      _walk, page_chunks)
 
 
 def current_units(col: Collected, *, max_units_per_record: int) -> U.Extracted:
@@ -46,7 +47,8 @@ def current_units(col: Collected, *, max_units_per_record: int) -> U.Extracted:
                 if k in props:
                     props[k] = e.after
             doc = rec.model_copy(update={"properties": props})
-            units += U.document_units(doc, _text_with_edits(rec.text, col.edits.get(rec.entity_id, [])))
+            text_edits = [e for e in col.edits.get(rec.entity_id, []) if e.field == "text"]
+            units += U.document_units(doc, _apply_edits(rec.text, text_edits))
         elif isinstance(rec, Thread):
             units += U.thread_units(rec)
     for entity, edits in col.edits.items():
@@ -55,19 +57,12 @@ def current_units(col: Collected, *, max_units_per_record: int) -> U.Extracted:
             if e.field == "text":
                 units += U.edit_units(e, title, path)
             elif e.field != "title" and F._clean_key(e.field) and e.before:
-                key = U._lower_first(F._clean_key(e.field) or e.field)
+                key = U._lower_first(F._clean_key(e.field))
                 subject = title or e.title or entity
                 units.append(U.Unit(entity_id=entity, title=subject, path=path, section="", kind="changed",
                                     text=f"The {key} of {subject} is {e.after}.",
                                     previous=f"The {key} of {subject} is {e.before}."))
     return U.select(units, max_units_per_record=max_units_per_record)
-
-
-def _text_with_edits(text: str, edits: list[Any]) -> str:
-    for e in edits:
-        if e.field == "text" and e.after and e.before is not None and e.before == text:
-            text = e.after
-    return text
 
 
 def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
@@ -147,15 +142,15 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
     # 4. "I don't know": a question about one name asked of another name the workspace says
     # nothing of in that respect (no unit names both it and the question's verb).
     n_abstain = round(config.abstain_share * len(examples))
-    names_by_kind = sorted(by_name)
+    names = sorted(by_name)
     statements_lower = [g.statement.lower() for g in gen]
     asks = [(i, a) for i, g in enumerate(gen) for a in g.asks]
     rng.shuffle(asks)
     made = 0
     for i, (question, name, verb) in asks:
-        if made >= n_abstain or not names_by_kind:
+        if made >= n_abstain or not names:
             break
-        other = names_by_kind[rng.randrange(len(names_by_kind))]
+        other = names[rng.randrange(len(names))]
         if other == name or other in question or other.lower() in name.lower():
             continue
         if any(other.lower() in s and verb.lower()[:4] in s for s in statements_lower):

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
 
-from engram_sdk._records import Document, Edit, parse_record
+from engram_sdk._records import Document, parse_record
 
 from . import facts as F
 
@@ -74,7 +74,7 @@ def edit_records(records: list[Any], changes: list[dict[str, Any]]) -> list[Any]
                              "author": {"id": author.get("id", "someone"), "name": author.get("name")}})
         out += [edit, new]
         docs[doc.entity_id] = new
-    return [r for r in out if isinstance(r, (Edit, Document))]
+    return out
 
 
 def abstains(answer: str) -> bool:

@@ -94,12 +94,14 @@ def verify(file: Path = typer.Argument(..., exists=True, dir_okay=False), as_jso
 def import_(
     file: Path = typer.Argument(..., exists=True, dir_okay=False),
     partial: bool = typer.Option(False, "--partial", help="Store the good lines even if some are bad."),
+    batch_size: int = typer.Option(500, "--batch-size", min=1, help="Events per transaction at most."),
     as_json: bool = JsonOption,
 ) -> None:
     """Verify every line, then store (nothing, by default, if any line is bad)."""
     with open_store() as store, progress() as bar:
         task = bar.add_task("checking", total=None)
-        report = import_file(file, store, partial=partial, on_line=lambda: bar.advance(task))
+        report = import_file(file, store, partial=partial, batch_size=batch_size,
+                             on_line=lambda: bar.advance(task))
     stored = report.stored
     if as_json:
         emit_json(report.to_dict())

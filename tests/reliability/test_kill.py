@@ -81,14 +81,26 @@ def test_kill_9_during_events_import(tmp_path, tally):
         for ev in signed_events(producer.keyring, count):
             f.write(ev.to_json() + "\n")
     expected = {json.loads(line)["id"] for line in path.read_text().splitlines()}
-    receiver = Harness(tmp_path / "receiver", team="acme")
-    receiver.store.trust(load_key_set(producer.keyring.export_public()))
     kills = scale(3, 12)
-    at = []
-    for _ in range(kills):
+
+    def fresh_receiver(n: int) -> Harness:
+        h = Harness(tmp_path / f"receiver-{n}", team="acme")
+        h.store.trust(load_key_set(producer.keyring.export_public()))
+        return h
+
+    receiver, at, stores = fresh_receiver(0), [], 1
+    # Small batches make the store phase long enough to land in. A run that finished before its kill
+    # leaves nothing to kill into, so it starts again on an empty store (bounded): the rerun below
+    # must follow kills that landed mid-import, however fast the machine.
+    for _ in range(kills * 5):
+        if len(at) >= kills and any(0 < n < count for n in at):
+            break
+        if receiver.event_count() >= count:
+            receiver.close()
+            receiver, at, stores = fresh_receiver(stores), [], stores + 1
         target = receiver.event_count() + rng.randint(0, max(0, count - receiver.event_count() - 1))
-        proc = subprocess.Popen(receiver.cli_args("events", "import", str(path)), env=receiver.env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(receiver.cli_args("events", "import", str(path), "--batch-size", "20"),
+                                env=receiver.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline and receiver.event_count() < target:
             time.sleep(0.005)

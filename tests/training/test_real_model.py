@@ -82,3 +82,22 @@ def test_real_model_learns_a_prose_page_and_answers_a_question_nothing_generated
     # invented): the recipe's weakness on other words than the page's, recorded in docs/training.md.
     assert len(right) >= 1, answers
     assert r.metrics["recall"] >= 0.6 and r.metrics["base_recall"] == 0.0
+
+
+@pytest.mark.slow
+def test_real_model_writes_questions_its_note_answers(real_env):
+    """The base model writes questions about notes (``asking``): some survive the checks, and each
+    kept one is answered by a word of its own note that the question does not contain."""
+    from engram_training.asking import _content, write_questions
+    from engram_training.base import load
+
+    base = load(None, real_env.settings.home)
+    notes = [f"Allotment society: {s.strip()}" for s in ALLOTMENT.replace("#", "").split("\n")
+             if s.strip().endswith(".")]
+    written = write_questions(base.model, base.tokenizer, notes)
+    print(written)
+    kept = [(note, w) for note, ws in zip(notes, written) for w in ws]
+    assert kept, "no question written by the base model survived the checks"
+    for note, w in kept:
+        assert w.question.endswith("?")
+        assert w.answer.lower() in note.lower() and w.answer.lower() not in _content(w.question)

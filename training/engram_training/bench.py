@@ -257,6 +257,7 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater", models_c
         "gate_reasons": [r1.reasons, r2.reasons],
         "current_version": current.version if current else None,
         "train_seconds": m1.get("train_seconds"),
+        "build_seconds": m1.get("build_seconds"),
         "first_version_seconds": round(first_seconds, 1),  # training, gates and the run's own evaluation
         "update_seconds": m2.get("train_seconds"),
         "epochs_run": m1.get("epochs_run"),

@@ -28,6 +28,9 @@ class TrainConfig:
     max_units_per_record: int = 60  # prose: units one record may contribute (the most informative first)
     max_examples: int = 2400  # prose: team examples per run at most (questions per unit shrink to fit)
     abstain_share: float = 0.08  # prose: "I don't know" examples, as a share of team examples
+    # prose: question styles the base model writes questions in, per new unit (0: off; up to
+    # asking.STYLES), kept only when the note answers them; training only (docs/training.md)
+    model_questions: int = 0
     link_examples: bool = True  # prose: examples tying what one record says about a name to another's
     probe_per_record: int = 3  # prose: recall-probe questions per record at most (a long page can't dominate)
     max_probe: int = 120  # prose: recall-probe questions at most

@@ -270,13 +270,14 @@ def _split_tokens(text: str, tokenizer: Any, max_tokens: int) -> list[str]:
 
 
 def build(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
-          operator_probe: list[dict[str, Any]] | None = None) -> Dataset:
+          operator_probe: list[dict[str, Any]] | None = None, writer: Any = None) -> Dataset:
     """Chat examples and probes for the collected state. In a continual run only changed entities
     give new examples and probe questions; the others give replay examples and retention questions."""
     if config.generation == "prose":
         from .prose import build_prose
 
-        return build_prose(col, tokenizer, config, continual=continual, operator_probe=operator_probe)
+        return build_prose(col, tokenizer, config, continual=continual, operator_probe=operator_probe,
+                           writer=writer)
     all_facts = current_facts(col)
     chunks = page_chunks(col, tokenizer, config.chunk_tokens)
     changed = (lambda e: e in col.changed) if continual else (lambda e: True)

@@ -27,6 +27,7 @@ from typing import Any
 
 from engram_sdk._records import Document, Thread
 
+from . import asking as A
 from . import facts as F
 from . import questions as Q
 from . import units as U
@@ -66,7 +67,9 @@ def current_units(col: Collected, *, max_units_per_record: int) -> U.Extracted:
 
 
 def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
-                operator_probe: list[dict[str, Any]] | None = None) -> Dataset:
+                operator_probe: list[dict[str, Any]] | None = None, writer: Any = None) -> Dataset:
+    """``writer``: the loaded base model (``base.BaseModel``), used when ``config.model_questions``
+    asks for questions the base model writes (``asking``); without it only the parse asks."""
     ex = current_units(col, max_units_per_record=config.max_units_per_record)
     units = ex.units
     # In a continual run a record an edit changed trains only its changed sentences anew; the rest
@@ -88,15 +91,27 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
     replay: list[Messages] = []
     learned: dict[str, dict[str, Any]] = defaultdict(lambda: {"units": 0, "examples": 0, "probe": 0})
 
+    # Questions the base model writes, for new units only (replay keeps the parse's). Training
+    # only: as a probe they were vaguer than the parse's (docs/training.md).
+    written: dict[int, list[A.Written]] = {}
+    if getattr(config, "model_questions", 0) and writer is not None:
+        todo = [i for i, u in enumerate(units) if id(u) in fresh]
+        got = A.write_questions(writer.model, tokenizer, [f"{units[i].title}: {gen[i].statement}" for i in todo],
+                                styles=config.model_questions, batch_size=config.eval_batch_size,
+                                device=getattr(writer, "device", "cpu"))
+        written = {i: w for i, w in zip(todo, got) if w}
+
     def add(u: U.Unit, msgs: Messages) -> None:
         learned[u.entity_id]["examples"] += 1
         (examples if id(u) in fresh else replay).append(msgs)
 
     # 1. each unit's questions -> its statement; a changed sentence also says what it replaced.
-    for u, g in zip(units, gen):
+    for i, (u, g) in enumerate(zip(units, gen)):
         learned[u.entity_id]["units"] += 1
         for q in g.train:
             add(u, _chat(q, g.statement))
+        for w in written.get(i, []):
+            add(u, _chat(w.question, g.statement))
         if u.previous:
             where = u.title or "the page"
             add(u, _chat(f"What changed in {where}?", f"Now: {g.statement} It used to say: {u.previous}"))

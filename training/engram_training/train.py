@@ -104,7 +104,9 @@ def train(
                     allow_restricted=config.allow_restricted)
     if previous is not None and not col.changed:
         raise TrainingError(f"nothing new for team {team_id} since version {previous.version}")
-    ds = D.build(col, tok, config, continual=previous is not None, operator_probe=operator_probe)
+    t_build = time.perf_counter()
+    ds = D.build(col, tok, config, continual=previous is not None, operator_probe=operator_probe, writer=base)
+    build_seconds = time.perf_counter() - t_build  # includes any questions the base model wrote
     if not ds.examples:
         raise TrainingError(f"team {team_id} has no trainable content ({_why_empty(col)})")
     rag_chunks = D.page_chunks(col, tok, config.rag_chunk_tokens)
@@ -228,6 +230,7 @@ def train(
         engine.close()
     metrics.update({
         "train_seconds": round(train_seconds, 1),
+        "build_seconds": round(build_seconds, 1),
         "train_tokens": tokens_seen,
         "tokens_per_s": round(tokens_seen / max(train_seconds, 1e-9), 1),
         "steps": total,

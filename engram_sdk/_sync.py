@@ -125,6 +125,22 @@ class Signer:
         return sign_event(event, self._key, self.kid)
 
 
+def record_events(record: Any, conn: Connection, signer: Signer) -> list[TrainingEvent] | ItemFailed:
+    """A record a connector yielded -> its signed events, or why it can't be stored (a record that
+    fails validation, or something that is no record at all). The one step from record to event
+    that the sync runner and the webhook worker share, so a bad record is counted and skipped on
+    both paths alike, never stored half-built and never fatal to the run."""
+    if not isinstance(record, _RECORD_TYPES):
+        entity = record.get("entity_id") if isinstance(record, dict) else getattr(record, "entity_id", None)
+        return ItemFailed(entity_id=str(entity or "?"),
+                          reason=f"the connector yielded a {type(record).__name__}, not a record")
+    try:
+        built = build_events(record, team_id=conn.team_id, connection_id=conn.name, source=conn.source or "")
+    except (RecordError, EventError) as exc:
+        return ItemFailed.of(getattr(record, "entity_id", "?"), exc)
+    return [signer(e) for e in built]
+
+
 class _Batcher:
     """Buffers signed events of one connection and writes them with a checkpoint."""
 
@@ -134,12 +150,10 @@ class _Batcher:
         self.entities: set[str] = set()
 
     def add(self, record: Any) -> ItemFailed | None:
-        try:
-            built = build_events(record, team_id=self.conn.team_id, connection_id=self.conn.name,
-                                 source=self.conn.source or "")
-        except (RecordError, EventError) as exc:
-            return ItemFailed.of(getattr(record, "entity_id", "?"), exc)
-        self.events.extend(self.signer(e) for e in built)
+        built = record_events(record, self.conn, self.signer)
+        if isinstance(built, ItemFailed):
+            return built
+        self.events.extend(built)
         self.entities.add(record.entity_id)
         self.result.records += 1
         if len(self.events) >= self.runner.batch_size:

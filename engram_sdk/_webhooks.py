@@ -42,14 +42,12 @@ import sqlalchemy as sa
 from . import _schema as t
 from ._connections import Connections, open_connector
 from ._connector import Connector, ItemFailed, WebhookRequest, WebhookResult
-from ._events import build_events
 from ._exceptions import AuthError, ConfigError, ConnectorError, EngramError, RateLimited, WebhookError
 from ._http import Clock
-from ._records import Document, Edit, Thread, Tombstone
 from ._secrets import SecretStore
 from ._signing import Keyring
 from ._store import EventStore
-from ._sync import Signer, SyncResult, SyncRunner
+from ._sync import Signer, SyncResult, SyncRunner, record_events
 
 if TYPE_CHECKING:  # starlette is imported only by the receiver (the "server" extra)
     from starlette.requests import Request
@@ -392,7 +390,12 @@ class WebhookWorker:
     def run_forever(self, *, interval: float = 1.0, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()
         while not stop.is_set():
-            r = self.run_once()
+            try:
+                r = self.run_once()
+            except Exception:  # e.g. the database away for a moment: claimed work comes back after its lease
+                log.exception("webhook worker: a round failed; trying again in %.0f s", interval)
+                stop.wait(interval)
+                continue
             if not r.claimed:
                 stop.wait(interval)
 
@@ -434,11 +437,12 @@ class WebhookWorker:
         events = []
         try:
             for item in connector.fetch(sorted(by_entity)):
-                if isinstance(item, ItemFailed):
-                    failed[item.entity_id] = item.reason
-                elif isinstance(item, (Document, Thread, Edit, Tombstone)):
-                    for ev in build_events(item, team_id=conn.team_id, connection_id=name, source=conn.source or ""):
-                        events.append(signer(ev))
+                built = item if isinstance(item, ItemFailed) else record_events(item, conn, signer)
+                if isinstance(built, ItemFailed):
+                    failed[built.entity_id] = built.reason
+                    log.warning("connection %s: %s not stored: %s", name, built.entity_id, built.reason)
+                else:
+                    events.extend(built)
             if events:
                 res = self.store.append(events)
                 report.stored += len(res.accepted)
@@ -457,6 +461,11 @@ class WebhookWorker:
                            delay=max(exc.retry_after or 0.0, self._backoff(it.attempts)))
             return
         except (ConnectorError, NotImplementedError) as exc:
+            for it in entities:
+                self._fail(it, f"{type(exc).__name__}: {exc}", report)
+            return
+        except Exception as exc:  # a connector's own bug: its work retries and dead-letters, the worker lives
+            log.exception("connection %s: refetching %d item(s) failed", name, len(entities))
             for it in entities:
                 self._fail(it, f"{type(exc).__name__}: {exc}", report)
             return

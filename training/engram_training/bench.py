@@ -81,6 +81,8 @@ def run(config: TrainConfig, *, phases: int = 2, models_cache: Path | None = Non
         "retention_questions": m.get("retention_questions"),
         "general_questions": m.get("general_questions"),
         "config": config.to_dict(),
+        "continual_config": (continual or config).to_dict(),
+        "replay_per_example": replay_per_example,
         "cpu_threads": _threads(),
         "load_average": os.getloadavg()[0],
     }
@@ -117,7 +119,8 @@ __all__ = ["Progress", "run"]
 
 def run_workspace(config: TrainConfig, *, workspace: str = "tidewater", models_cache: Path | None = None,
                   on_progress: Any = None, on_step: Any = None, baselines: bool = True,
-                  whole_workspace: bool = False, continual: TrainConfig | None = None) -> dict[str, Any]:
+                  whole_workspace: bool = False, continual: TrainConfig | None = None,
+                  replay_per_example: int = 4) -> dict[str, Any]:
     """Train a first version on ``workspace``, ask its hand-written questions (adapter closed-book,
     the base model, BM25 retrieval at several chunk sizes and k), apply its text edits as the
     Notion connector delivers them, run one continual update, and ask the edit questions.
@@ -203,7 +206,7 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater", models_c
             say("applying the workspace's edits and running one continual update")
             samples.ingest(store, keyring, team_id=team, records=W.edit_records(records, changes))
             r2 = train(team, store=store, settings=settings, config=continual or config, on_progress=on_progress,
-                       bounds=Bounds(replay_per_example=4, retention_questions=64))
+                       bounds=Bounds(replay_per_example=replay_per_example, retention_questions=64))
             engine = Engine(base)
             try:
                 current = registry.current(team)
@@ -269,6 +272,8 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater", models_c
         "answers": {"first": list(zip([q.id for q in first], adapter1["_answers"])),
                     "edits": list(zip([q.id for q in later], adapter2["_answers"]))},
         "config": config.to_dict(),
+        "continual_config": (continual or config).to_dict(),
+        "replay_per_example": replay_per_example,
         "cpu_threads": _threads(),
         "load_average": os.getloadavg()[0],
     }

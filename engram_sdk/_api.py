@@ -9,11 +9,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "ERROR_CODES",
     "MAX_BATCH_EVENTS",
     "AdapterInfo",
     "AdapterList",
     "ErrorBody",
     "ErrorDetail",
+    "EventList",
     "EventResult",
     "Health",
     "IngestRequest",
@@ -29,6 +31,11 @@ __all__ = [
 ]
 
 MAX_BATCH_EVENTS = 1000
+# The error code the server sends for each status when a handler names none; the client classes an
+# answer without a code it knows (a proxy's own error page) by the same table.
+ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+               422: "invalid_request", 429: "rate_limited", 500: "internal_error", 503: "unavailable"}
 Role = Literal["ingest", "query", "admin"]
 
 
@@ -69,6 +76,17 @@ class IngestResponse(BaseModel):
     duplicates: int
     conflicts: int
     rejected: int
+
+
+class EventList(BaseModel):
+    """One page of a team's stored events, oldest first."""
+
+    team: str
+    events: list[dict[str, Any]] = Field(description="signed CloudEvents envelopes, exactly as stored "
+                                                     "(verifiable with the team's public keys)")
+    cursor: str | None = Field(description="pass as `after` for the next page; also where to resume "
+                                           "later to see only newer events")
+    has_more: bool = Field(description="whether a next page exists now")
 
 
 class SigningKeyIn(_Body):

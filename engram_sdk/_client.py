@@ -6,6 +6,7 @@ add only sending and sleeping. Endpoints are grouped as the routes are::
 
     client = EngramClient("https://engram.internal", api_key=os.environ["ENGRAM_API_KEY"])
     client.events.ingest(signed_events)           # -> IngestResponse (a result per event)
+    for envelope in client.events.iter("acme"): ...   # every stored event, page by page
     answer = client.query("acme", "Who approves vendor contracts?")
     for piece in client.query_stream("acme", "..."): ...
     client.adapters.list("acme"); client.training.start("acme")
@@ -13,15 +14,21 @@ add only sending and sleeping. Endpoints are grouped as the routes are::
 Retries (tenacity): 429 and 5xx answers and connection errors, waiting ``Retry-After`` when the
 server sends it (fractional seconds too), else exponential backoff with jitter; at most
 ``max_retries`` retries. Every endpoint is safe to retry: event ids are content-derived, so a
-replayed batch is stored once. Tests run against the app in-process with
-``transport=httpx.ASGITransport(app)`` (async) or a ``MockTransport``.
+replayed batch is stored once. An error answer becomes the class of its error code
+(``_exceptions.API_ERRORS``: ``NoAdapterError`` for ``no_adapter``, ...), all subclasses of
+``APIError``. Tests run against the app in-process with ``transport=httpx.ASGITransport(app)``
+(async) or a ``MockTransport``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import platform
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
 from typing import Any, TypeVar
 
 import httpx
@@ -29,8 +36,10 @@ import tenacity
 from pydantic import BaseModel
 
 from ._api import (
+    ERROR_CODES,
     AdapterInfo,
     AdapterList,
+    EventList,
     Health,
     IngestResponse,
     QueryResponse,
@@ -38,7 +47,7 @@ from ._api import (
     TrainJob,
 )
 from ._events import TrainingEvent
-from ._exceptions import APIConnectionError, APIError, APIRateLimited, Forbidden, Unauthorized
+from ._exceptions import API_ERRORS, APIConnectionError, APIError, APIRateLimited
 from ._http import parse_retry_after
 
 __all__ = ["AsyncEngramClient", "EngramClient"]
@@ -46,6 +55,18 @@ __all__ = ["AsyncEngramClient", "EngramClient"]
 M = TypeVar("M", bound=BaseModel)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+
+
+@functools.cache
+def user_agent() -> str:
+    """``engram-sdk/<version> python/<x.y> httpx/<version>``: a server operator reading their logs
+    can tell which SDK release (and runtime) sent a request, as with any other client library."""
+    try:
+        sdk = _dist_version("engram-sdk")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        from . import __version__ as sdk
+    py = ".".join(platform.python_version_tuple()[:2])
+    return f"engram-sdk/{sdk} python/{py} httpx/{httpx.__version__}"
 
 
 class _Retryable(Exception):
@@ -59,7 +80,7 @@ class _Core:
         if not api_key:
             raise ValueError("an API key is required (create one with `engram keys api create`)")
         self.base_url = base_url.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": "engram-sdk-python"}
+        self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": user_agent()}
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_wait = max_wait
@@ -98,13 +119,10 @@ class _Core:
         except (ValueError, KeyError, TypeError):
             message, code, rid = response.text[:200] or response.reason_phrase, None, None
         kw = dict(status=response.status_code, code=code, request_id=rid)
-        if response.status_code == 401:
-            return Unauthorized(message, **kw)
-        if response.status_code == 403:
-            return Forbidden(message, **kw)
-        if response.status_code == 429:
+        cls = API_ERRORS.get(code or "") or API_ERRORS.get(ERROR_CODES.get(response.status_code, ""), APIError)
+        if cls is APIRateLimited:
             return APIRateLimited(message, retry_after=parse_retry_after(response.headers.get("retry-after")), **kw)
-        return APIError(message, **kw)
+        return cls(message, **kw)
 
     def _parse(self, response: httpx.Response, model: type[M]) -> M:
         if response.status_code >= 400:
@@ -114,6 +132,10 @@ class _Core:
     @staticmethod
     def _events_body(events: Sequence[TrainingEvent | dict[str, Any]]) -> dict[str, Any]:
         return {"events": [e.to_dict() if isinstance(e, TrainingEvent) else e for e in events]}
+
+    @staticmethod
+    def _page_params(after: str | None, limit: int) -> dict[str, Any]:
+        return {"limit": limit, **({"after": after} if after else {})}
 
     @staticmethod
     def _query_body(question: str, max_tokens: int, temperature: float, stop: Sequence[str] | None,
@@ -144,7 +166,8 @@ def _item(event: str, data: dict[str, Any]) -> str | QueryResponse:
     if event == "done":
         return QueryResponse.model_validate(data)
     if event == "error":
-        raise APIError(data["error"]["message"], code=data["error"].get("code"))
+        code = data["error"].get("code")
+        raise API_ERRORS.get(code or "", APIError)(data["error"]["message"], code=code)
     return str(data["delta"])
 
 
@@ -219,6 +242,21 @@ class _Events(_Group):
         return self._c._parse(self._c._request("POST", "/v1/events", json=self._c._events_body(events)),
                               IngestResponse)
 
+    def list(self, team: str, *, after: str | None = None, limit: int = 100) -> EventList:
+        """One page of the team's stored events (admin), oldest first; pass ``cursor`` back as
+        ``after`` for the next page while ``has_more``."""
+        r = self._c._request("GET", f"/v1/teams/{team}/events", params=self._c._page_params(after, limit))
+        return self._c._parse(r, EventList)
+
+    def iter(self, team: str, *, after: str | None = None, page_size: int = 500) -> Iterator[dict[str, Any]]:
+        """Every stored event of the team after ``after``, as signed envelopes, fetching page by page."""
+        while True:
+            page = self.list(team, after=after, limit=page_size)
+            yield from page.events
+            if not page.has_more:
+                return
+            after = page.cursor
+
 
 class _SigningKeys(_Group):
     def trust(self, team: str, kid: str, public_key: str) -> SigningKeyOut:
@@ -267,6 +305,7 @@ class AsyncEngramClient(_Core):
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=timeout,
                                        transport=transport)
         self.events = _AsyncEvents(self)
+        self.signing_keys = _AsyncSigningKeys(self)
         self.adapters = _AsyncAdapters(self)
         self.training = _AsyncTraining(self)
 
@@ -318,6 +357,36 @@ class _AsyncEvents(_Group):
     async def ingest(self, events: Sequence[TrainingEvent | dict[str, Any]]) -> IngestResponse:
         r = await self._c._request("POST", "/v1/events", json=self._c._events_body(events))
         return self._c._parse(r, IngestResponse)
+
+    async def list(self, team: str, *, after: str | None = None, limit: int = 100) -> EventList:
+        r = await self._c._request("GET", f"/v1/teams/{team}/events", params=self._c._page_params(after, limit))
+        return self._c._parse(r, EventList)
+
+    async def iter(self, team: str, *, after: str | None = None,
+                   page_size: int = 500) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            page = await self.list(team, after=after, limit=page_size)
+            for envelope in page.events:
+                yield envelope
+            if not page.has_more:
+                return
+            after = page.cursor
+
+
+class _AsyncSigningKeys(_Group):
+    async def trust(self, team: str, kid: str, public_key: str) -> SigningKeyOut:
+        body = {"kid": kid, "algorithm": "Ed25519", "public_key": public_key}
+        r = await self._c._request("POST", f"/v1/teams/{team}/signing-keys", json=body)
+        return self._c._parse(r, SigningKeyOut)
+
+    async def list(self, team: str) -> list[SigningKeyOut]:
+        r = await self._c._request("GET", f"/v1/teams/{team}/signing-keys")
+        if r.status_code >= 400:
+            raise self._c._error(r)
+        return [SigningKeyOut.model_validate(k) for k in r.json()]
+
+    async def revoke(self, team: str, kid: str) -> SigningKeyOut:
+        return self._c._parse(await self._c._request("DELETE", f"/v1/teams/{team}/signing-keys/{kid}"), SigningKeyOut)
 
 
 class _AsyncAdapters(_Group):

@@ -54,7 +54,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
-from importlib.metadata import entry_points
+from importlib.metadata import entry_points, packages_distributions
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, Union
 
 import sqlalchemy as sa
@@ -77,6 +77,7 @@ __all__ = [
     "Connector",
     "ConnectorContext",
     "Container",
+    "InstalledConnector",
     "ItemFailed",
     "Record",
     "Scope",
@@ -84,6 +85,7 @@ __all__ = [
     "WebhookRequest",
     "WebhookResult",
     "available_connectors",
+    "installed_connectors",
     "load_connector",
     "register_connector",
     "secret_fields",
@@ -449,6 +451,47 @@ def available_connectors() -> dict[str, str]:
     out.update(_env_specs())
     out.update({p: f"{c.__module__}:{c.__qualname__}" for p, c in _REGISTERED.items()})
     return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class InstalledConnector:
+    """Where a connector comes from, found without importing it (``engram connectors list``)."""
+
+    platform: str
+    target: str  # "module:Class"
+    origin: str  # "entry point", "ENGRAM_CONNECTORS" or "registered" (register_connector)
+    package: str | None  # the distribution that ships it; None for a module on the path but not installed
+    version: str | None
+
+    @property
+    def builtin(self) -> bool:
+        return self.package == "engram-sdk"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"platform": self.platform, "target": self.target, "origin": self.origin, "package": self.package,
+                "version": self.version, "builtin": self.builtin}
+
+
+def installed_connectors() -> list[InstalledConnector]:
+    """Every connector this process can load, as ``available_connectors`` finds them (a later
+    source overrides an earlier one for the same platform), with the distribution that ships it."""
+    found: dict[str, InstalledConnector] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist
+        found[ep.name] = InstalledConnector(ep.name, ep.value, "entry point", dist.name if dist else None,
+                                            dist.version if dist else None)
+    others = [(p, t, "ENGRAM_CONNECTORS") for p, t in _env_specs().items()]
+    others += [(p, f"{c.__module__}:{c.__qualname__}", "registered") for p, c in _REGISTERED.items()]
+    if others:
+        owners = packages_distributions()  # top-level module -> distributions; reads every installed one
+        from importlib.metadata import version as dist_version
+
+        for platform, target, origin in others:
+            names = owners.get(target.split(".", 1)[0].split(":", 1)[0], [])
+            package = names[0] if names else None
+            found[platform] = InstalledConnector(platform, target, origin, package,
+                                                 dist_version(package) if package else None)
+    return [found[p] for p in sorted(found)]
 
 
 def load_connector(platform: str) -> type[Connector[Any, Any]]:

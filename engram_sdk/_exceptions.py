@@ -22,11 +22,22 @@
     ├── TrainingError            the trainer could not run
     │   └── GateFailed           a trained adapter failed its publishing gates (kept, not current)
     └── APIError                 the Engram server answered with an error (SDK client side);
-        │                        ``status``, ``code``, ``request_id``, and the server's message
+        │                        ``status``, ``code``, ``request_id``, and the server's message.
+        │                        One class per error code of the HTTP API (docs/server.md):
         ├── APIConnectionError   the server could not be reached (after retries)
-        ├── Unauthorized         401: missing, invalid or revoked API key
-        ├── Forbidden            403: the key may not do this, or not for this team
-        └── APIRateLimited       429 after retries; ``retry_after`` seconds
+        ├── BadRequest           400 bad_request
+        ├── Unauthorized         401 unauthorized: missing, invalid or revoked API key
+        ├── Forbidden            403 forbidden: the key may not do this, or not for this team
+        ├── APINotFound          404 not_found: no such route, job, version or signing key
+        ├── MethodNotAllowed     405 method_not_allowed
+        ├── APIConflict          409 conflict: e.g. a rollback the registry refuses
+        ├── NoAdapterError       409 no_adapter: the team has no published adapter yet
+        ├── PayloadTooLarge      413 payload_too_large
+        ├── UnsupportedMediaType 415 unsupported_media_type
+        ├── InvalidRequest       422 invalid_request: the message names the field
+        ├── APIRateLimited       429 rate_limited after retries; ``retry_after`` seconds
+        ├── InternalServerError  500 internal_error (after retries; details in the server log)
+        └── ServiceUnavailable   503 unavailable (after retries), e.g. a server without the train extra
 
 Mistakes by the caller (a wrong type, an impossible argument) stay ``ValueError`` /
 ``TypeError`` so ``except EngramError`` never hides a bug.
@@ -35,11 +46,22 @@ Mistakes by the caller (a wrong type, an impossible argument) stay ``ValueError`
 from __future__ import annotations
 
 __all__ = [
+    "API_ERRORS",
+    "APIConflict",
     "APIConnectionError",
     "APIError",
+    "APINotFound",
     "APIRateLimited",
+    "BadRequest",
     "Forbidden",
+    "InternalServerError",
+    "InvalidRequest",
+    "MethodNotAllowed",
+    "NoAdapterError",
+    "PayloadTooLarge",
+    "ServiceUnavailable",
     "Unauthorized",
+    "UnsupportedMediaType",
     "AuthError",
     "AuthorizationPending",
     "ConfigError",
@@ -224,18 +246,80 @@ class APIError(EngramError):
 
 
 class APIConnectionError(APIError):
-    pass
+    """The server could not be reached (after retries); ``status`` is None."""
+
+
+class BadRequest(APIError):
+    """400 ``bad_request``."""
 
 
 class Unauthorized(APIError):
-    pass
+    """401 ``unauthorized``: the API key is missing, unknown or revoked."""
 
 
 class Forbidden(APIError):
-    pass
+    """403 ``forbidden``: this key may not do that, or not for that team (the same answer for both)."""
+
+
+class APINotFound(APIError):
+    """404 ``not_found``: no such job, adapter version, signing key or route."""
+
+
+class MethodNotAllowed(APIError):
+    """405 ``method_not_allowed``."""
+
+
+class APIConflict(APIError):
+    """409 ``conflict``: the request contradicts the server's state (e.g. a rollback it refuses)."""
+
+
+class NoAdapterError(APIError):
+    """409 ``no_adapter``: the team has no published adapter yet; train one (``client.training.start``),
+    then ask again. Not retried: asking again changes nothing until a version is published."""
+
+
+class PayloadTooLarge(APIError):
+    """413 ``payload_too_large``: send smaller batches."""
+
+
+class UnsupportedMediaType(APIError):
+    """415 ``unsupported_media_type``: POST bodies must be ``application/json``."""
+
+
+class InvalidRequest(APIError):
+    """422 ``invalid_request``: the message names the field (or where a body stops being JSON)."""
 
 
 class APIRateLimited(APIError):
+    """429 ``rate_limited`` after retries; ``retry_after`` is the server's last hint in seconds."""
+
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: object):
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
+
+
+class InternalServerError(APIError):
+    """500 ``internal_error`` after retries; the server log has the details (``request_id``)."""
+
+
+class ServiceUnavailable(APIError):
+    """503 ``unavailable`` after retries, e.g. a server installed without what answering needs."""
+
+
+# The error code of the HTTP API (``{"error": {"code": ...}}``) -> the class the client raises.
+# The client falls back on the status when an answer carries no known code (a proxy's own page).
+API_ERRORS: dict[str, type[APIError]] = {
+    "bad_request": BadRequest,
+    "unauthorized": Unauthorized,
+    "forbidden": Forbidden,
+    "not_found": APINotFound,
+    "method_not_allowed": MethodNotAllowed,
+    "conflict": APIConflict,
+    "no_adapter": NoAdapterError,
+    "payload_too_large": PayloadTooLarge,
+    "unsupported_media_type": UnsupportedMediaType,
+    "invalid_request": InvalidRequest,
+    "rate_limited": APIRateLimited,
+    "internal_error": InternalServerError,
+    "unavailable": ServiceUnavailable,
+}

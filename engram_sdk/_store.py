@@ -79,6 +79,9 @@ class StoredEvent:
 class EventPage:
     events: list[StoredEvent]
     cursor: str | None  # pass as ``after`` to continue; None when nothing was returned
+    # Whether more events were stored after this page when it was read. The cursor stays useful
+    # when this is False: reading after it later returns only what arrived since.
+    has_more: bool = False
 
 
 def _cursor(seq: int) -> str:
@@ -294,12 +297,14 @@ class EventStore:
             sa.select(*self._ROW)
             .where(t.events.c.team_id == team_id, t.events.c.seq > seq)
             .order_by(t.events.c.seq)
-            .limit(limit)
+            .limit(limit + 1)  # one row past the page says whether a next page exists
         )
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
+        has_more = len(rows) > limit
+        rows = rows[:limit]
         events = [self._stored(team_id, r) for r in rows]
-        return EventPage(events=events, cursor=_cursor(rows[-1].seq) if rows else after)
+        return EventPage(events=events, cursor=_cursor(rows[-1].seq) if rows else after, has_more=has_more)
 
     def iter_events(self, team_id: str, *, after: str | None = None, page_size: int = 1000) -> Iterator[StoredEvent]:
         cursor = after

@@ -20,6 +20,33 @@ bench_app = typer.Typer(help="Benchmarks. With --json each prints one JSON objec
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
+
+def _version() -> str:
+    # The installed distribution's version, as pip reports it; a source tree never installed
+    # falls back on the package's own constant.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("engram-sdk")
+    except PackageNotFoundError:
+        from .. import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"engram-sdk {_version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                      help="Print the installed engram-sdk version and exit."),
+) -> None:
+    """Engram SDK: a team's workspace -> signed training events -> a team adapter."""
+
 # Command groups register themselves on import: keep this list the one place that names them.
 from . import bench, connectors, demo, events, home, keys, schedule, serve, train  # noqa: E402,F401
 

@@ -1,4 +1,5 @@
-"""``engram connect``, ``engram connections``, ``engram sync``, ``engram worker``, ``engram sandbox``.
+"""``engram connect``, ``engram connections``, ``engram connectors``, ``engram sync``, ``engram worker``,
+``engram sandbox``.
 
 ``engram connect <platform>`` has one subcommand per installed connector (entry-point group
 ``engram.connectors``), built lazily from the connector's pydantic ``Config``: a field ``base_url``
@@ -21,7 +22,7 @@ from pydantic import BaseModel, SecretStr
 from typer.core import TyperGroup
 
 from .._connections import Connections, connect, open_connector
-from .._connector import Connector, available_connectors, load_connector, secret_fields
+from .._connector import Connector, available_connectors, installed_connectors, load_connector, secret_fields
 from .._exceptions import AuthError, AuthorizationPending, ConfigError, EngramError
 from .._secrets import mask, open_secret_store
 from .._sync import SyncProgress, SyncResult, SyncRunner
@@ -168,6 +169,41 @@ class _ConnectGroup(TyperGroup):
 connect_app = typer.Typer(cls=_ConnectGroup, no_args_is_help=True,
                           help="Connect a platform account to a team: engram connect <platform> --help.")
 app.add_typer(connect_app, name="connect")
+
+
+# --- engram connectors -----------------------------------------------------------------------------
+
+connectors_app = typer.Typer(help="The connectors installed here (built-in and third-party).", no_args_is_help=True)
+app.add_typer(connectors_app, name="connectors")
+
+
+@connectors_app.command("list")
+def list_connectors(as_json: bool = JsonOption) -> None:
+    """Each installed connector: platform, the package that ships it and its version, and whether it
+    loads (a built-in one whose extra is not installed does not)."""
+    rows = []
+    for c in installed_connectors():
+        try:
+            cls = load_connector(c.platform)
+            problem, description = None, cls.description
+        except ConfigError as exc:
+            problem, description = str(exc), ""
+        rows.append({**c.as_dict(), "loads": problem is None, "problem": problem, "description": description})
+    if as_json:
+        emit_json({"connectors": rows})
+        return
+    if not rows:
+        console.print("no connectors installed (pip install 'engram-sdk[notion]', or a third-party package)")
+        return
+    from rich.table import Table
+
+    table = Table("platform", "package", "version", "kind", "status")
+    table.columns[0].no_wrap = True
+    for r in rows:
+        kind = "built-in" if r["builtin"] else ("third-party" if r["origin"] == "entry point" else r["origin"])
+        table.add_row(r["platform"], r["package"] or "-", r["version"] or "-", kind,
+                      "ok" if r["loads"] else f"unavailable: {r['problem']}")
+    console.print(table)
 
 
 # --- engram connections ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ def list_events(
     limit: int = typer.Option(50, "--limit", min=1, max=10_000),
     as_json: bool = JsonOption,
 ) -> None:
-    """One team's events in the order they were stored; prints a cursor to continue from."""
+    """One team's events in the order they were stored; names the next page while there is one."""
     with open_store() as store:
         page = store.read(team, after=after, limit=limit)
     rows = [
@@ -33,7 +33,7 @@ def list_events(
         for e in page.events
     ]
     if as_json:
-        emit_json({"team": team, "events": rows, "cursor": page.cursor})
+        emit_json({"team": team, "events": rows, "cursor": page.cursor, "has_more": page.has_more})
         return
     from rich.table import Table
 
@@ -43,8 +43,10 @@ def list_events(
     for r in rows:
         table.add_row(str(r["seq"]), r["id"][:12], r["type"].removeprefix("ai.engram."), r["subject"], r["time"])
     console.print(table)
-    if page.cursor and rows:
+    if page.has_more:
         console.print(f"next page: --after {page.cursor}")
+    elif page.cursor:  # the end for now; the same cursor later shows only newer events
+        console.print(f"end of the events; newer ones later: --after {page.cursor}", highlight=False)
 
 
 @events_app.command("export")

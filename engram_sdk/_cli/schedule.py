@@ -106,7 +106,8 @@ def _when(value: datetime | None) -> str:
 
 @schedule_app.command("list")
 def list_(as_json: bool = JsonOption) -> None:
-    """Each job: next run, paused, last run's result and event count; and the scheduler's lock."""
+    """Each job: next run (or paused), last run, its result and event count, runs, and the last error;
+    and who holds the scheduler's lock."""
     with open_store() as store:
         jobs = list_jobs(store)
         held = lock_info(store)
@@ -124,13 +125,35 @@ def list_(as_json: bool = JsonOption) -> None:
         return
     from rich.table import Table
 
-    table = Table("job", "next run", "paused", "last run", "result", "events", "runs", "error")
-    table.columns[0].no_wrap = table.columns[1].no_wrap = table.columns[3].no_wrap = True
+    # Five columns that fit 80 characters: paused and the event count fold into "next run" and
+    # "result", errors go under the table in full. A header is never narrower than its word (rich
+    # would otherwise squeeze columns to nothing, headers included, to make no_wrap ones fit).
+    table = Table("job", "next run", "last run", "result", "runs")
+    for column in table.columns:
+        column.min_width, column.overflow = len(str(column.header)), "fold"
+    table.columns[0].no_wrap = True
+    errors = []
     for j in jobs:
-        nxt = "requested now" if j.run_now_requested else _when(j.next_run_at)
-        table.add_row(j.id, nxt, "yes" if j.paused else "no", _when(j.last_started_at), j.last_status or "-",
-                      "-" if j.last_events is None else str(j.last_events), str(j.runs), (j.last_error or "")[:60])
+        if j.run_now_requested:
+            nxt = "requested now" + (", paused" if j.paused else "")
+        else:
+            nxt = "paused" if j.paused else _short(j.next_run_at)
+        result = j.last_status or "-"
+        if j.last_events is not None:
+            result += f", {j.last_events} events"
+        table.add_row(j.id, nxt, _short(j.last_started_at), result, str(j.runs))
+        if j.last_error:
+            errors.append(f"{j.id}: {j.last_error}")
     console.print(table, width=None if console.is_terminal else 200)  # a pipe gets whole rows
+    for line in errors:
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def _short(value: datetime | None) -> str:
+    """To the minute, in UTC: the table's times; ``--json`` has them to the second."""
+    if value is None:
+        return "-"
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%MZ")
 
 
 def _request(job: str, action: Any, done: str) -> None:

@@ -10,9 +10,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Optional
 
 import typer
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from . import app
 from ._common import JsonOption, console, emit_json, err_console, fail, open_store, settings
@@ -76,18 +79,8 @@ def train_cmd(
     with open_store(s) as store:
         teams = [team] if team else store.teams()
         for tid in teams:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            bar = Progress(TextColumn(f"training {tid}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                           TextColumn("loss {task.fields[loss]:.3f}  {task.fields[tps]:.0f} tok/s"),
-                           TimeElapsedColumn(), console=err_console, transient=True,
-                           disable=not err_console.is_terminal or as_json)
+            bar, on_progress = training_bar(f"training {tid}", disable=as_json)
             with bar:
-                task = bar.add_task("train", total=None, loss=0.0, tps=0.0)
-
-                def on_progress(p: Any) -> None:
-                    bar.update(task, completed=p.step, total=p.total, loss=p.loss, tps=p.tokens_per_s)
-
                 try:
                     r = train(tid, store=store, settings=s, config=config, from_scratch=from_scratch,
                               operator_probe=operator_probe, on_progress=on_progress)
@@ -342,7 +335,7 @@ def bench_train(
     except (ValueError, TypeError) as exc:
         fail(str(exc))
     s = settings()
-    bar, on_progress = _training_bar()
+    bar, on_progress = training_bar()
     with bar:
         out = bench.run(config, phases=phases, models_cache=s.home / "models", on_progress=on_progress)
     if as_json:
@@ -377,7 +370,7 @@ def _bench_workspace(setting: list[str], continual_setting: list[str], workspace
     except (ValueError, TypeError) as exc:
         fail(str(exc))
     s = settings()
-    bar, on_progress = _training_bar()
+    bar, on_progress = training_bar()
     with bar:
         try:
             out = bench.run_workspace(
@@ -396,12 +389,22 @@ def _bench_workspace(setting: list[str], continual_setting: list[str], workspace
         console.print(f"{k:>30}  {out[k]}")
 
 
-def _training_bar() -> tuple[Any, Any]:
-    """A progress bar for a benchmark's training runs (on a terminal only) and its update callback."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+class StepsColumn(ProgressColumn):
+    """``step/total``, the loss and the speed once training runs; "preparing" before. The trainer
+    learns its step count only after building the dataset, and until its first step a bar read
+    ``0/None  loss 0.000  0 tok/s``, which looks like a fault."""
 
-    bar = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TextColumn("loss {task.fields[loss]:.3f}  {task.fields[tps]:.0f} tok/s"), TimeElapsedColumn(),
-                   console=err_console, transient=True, disable=not err_console.is_terminal)
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("preparing (building the dataset)")
+        return Text(f"{task.completed:.0f}/{task.total:.0f}  loss {task.fields['loss']:.3f}  "
+                    f"{task.fields['tps']:.0f} tok/s")
+
+
+def training_bar(label: str = "training", *, disable: bool = False) -> tuple[Progress, Callable[[Any], None]]:
+    """A progress bar for training runs (on a terminal only) and the ``on_progress`` callback that
+    updates it: ``engram train`` and the training benchmarks show the same bar."""
+    bar = Progress(TextColumn(label), BarColumn(), StepsColumn(), TimeElapsedColumn(), console=err_console,
+                   transient=True, disable=disable or not err_console.is_terminal)
     task = bar.add_task("train", total=None, loss=0.0, tps=0.0)
     return bar, lambda p: bar.update(task, completed=p.step, total=p.total, loss=p.loss, tps=p.tokens_per_s)

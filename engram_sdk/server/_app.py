@@ -15,17 +15,20 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .. import __version__
 from .._api import (
+    MAX_BATCH_EVENTS,
     AdapterInfo,
     AdapterList,
     ErrorBody,
+    EventList,
     EventResult,
     Health,
     IngestRequest,
@@ -114,11 +117,19 @@ def _state(request: Request) -> State:
     return request.app.state.engram
 
 
-def authenticated(request: Request, authorization: Annotated[str | None, Header()] = None) -> ApiKey:
-    if not authorization or not authorization.lower().startswith("bearer "):
+# Declared as an OpenAPI security scheme, so /docs has an Authorize button and every protected
+# operation says it needs the key. auto_error=False: a missing key gets our own error body.
+bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey", bearerFormat="egk_<id>_<secret>",
+                    description="An API key of the team (`engram keys api create --team T --role R`), "
+                                "sent as `Authorization: Bearer egk_...`.")
+
+
+def authenticated(request: Request,
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiKey:
+    if credentials is None:
         raise ApiError(401, "missing API key: send Authorization: Bearer <key>",
                        headers={"WWW-Authenticate": "Bearer"})
-    key = _state(request).keys.authenticate(authorization[7:].strip())
+    key = _state(request).keys.authenticate(credentials.credentials.strip())
     if key is None:
         raise ApiError(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     return key
@@ -185,6 +196,21 @@ def ingest(body: IngestRequest, request: Request, key: Caller) -> IngestResponse
         st.metrics.events.labels(s).inc(n)
     return IngestResponse(results=out, accepted=counts["accepted"], duplicates=counts["duplicate"],
                           conflicts=counts["conflict"], rejected=counts["rejected"])
+
+
+@router.get("/teams/{team}/events", response_model=EventList, tags=["events"])
+def list_events(team: TEAM, request: Request, key: Caller,
+                after: Annotated[str | None, Query(max_length=200, description="`cursor` of the previous page")] = None,
+                limit: Annotated[int, Query(ge=1, le=MAX_BATCH_EVENTS)] = 100) -> EventList:
+    """The team's stored events, oldest first, a page at a time (admin: they hold the team's content).
+    Follow ``cursor`` while ``has_more``; keep the last cursor to read only newer events later."""
+    allow(key, team, "admin")
+    try:
+        page = _state(request).store.read(team, after=after, limit=limit)
+    except ValueError as exc:  # a cursor this store never returned
+        raise ApiError(422, f"after: {exc}") from None
+    return EventList(team=team, events=[e.envelope for e in page.events], cursor=page.cursor,
+                     has_more=page.has_more)
 
 
 def _key_out(k: TrustedKey) -> SigningKeyOut:

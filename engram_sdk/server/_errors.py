@@ -11,9 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-          409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
-          429: "rate_limited", 500: "internal_error", 503: "unavailable"}
+from .._api import ERROR_CODES as _CODES
 
 
 class ApiError(Exception):

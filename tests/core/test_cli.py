@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,55 @@ def test_events_list_json_pages_with_a_cursor(host, capsys):
     second = last_json(out)
     assert len(first["events"]) == 20 and len(second["events"]) == 10
     assert not {e["id"] for e in first["events"]} & {e["id"] for e in second["events"]}
+
+
+def test_events_list_offers_a_next_page_only_while_there_is_one(host, capsys):
+    code, out, _ = engram("events", "list", "--team", "acme", "--limit", "20", capsys=capsys)
+    assert code == 0 and "next page: --after" in out
+    cursor = out.split("next page: --after", 1)[1].split()[0]
+    code, out, _ = engram("events", "list", "--team", "acme", "--after", cursor, "--limit", "10", capsys=capsys)
+    assert code == 0 and "next page" not in out and "end of the events" in out  # 30 events: exactly the rest
+    assert last_json(engram("events", "list", "--team", "acme", "--limit", "30", "--json",
+                            capsys=capsys)[1])["has_more"] is False
+    assert last_json(engram("events", "list", "--team", "acme", "--limit", "29", "--json",
+                            capsys=capsys)[1])["has_more"] is True
+
+
+def test_version_is_the_installed_distributions(capsys):
+    from importlib.metadata import version
+
+    import engram_sdk
+
+    code, out, _ = engram("--version", capsys=capsys)
+    assert code == 0 and out.strip() == f"engram-sdk {version('engram-sdk')}"
+    assert version("engram-sdk") == engram_sdk.__version__  # the constant the server reports on /v1/health
+
+
+def test_the_training_bar_never_shows_a_total_of_none():
+    import io
+
+    from rich.console import Console
+
+    from engram_sdk._cli.train import training_bar
+
+    @dataclass
+    class Step:  # the shape of engram_training.train.Progress, without importing torch
+        step: int
+        total: int
+        loss: float
+        tokens_per_s: float
+
+    bar, on_progress = training_bar("training acme")
+
+    def frame() -> str:
+        out = io.StringIO()
+        Console(file=out, width=120, color_system=None).print(bar.make_tasks_table(bar.tasks))
+        return out.getvalue()
+
+    first = frame()
+    assert "None" not in first and "preparing" in first and "0 tok/s" not in first
+    on_progress(Step(3, 40, 2.5, 812.0))
+    assert "3/40  loss 2.500  812 tok/s" in frame()
 
 
 def _second_machine(tmp_path, monkeypatch, host, capsys, teams=("acme",)) -> Settings:

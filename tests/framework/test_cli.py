@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
+from importlib.metadata import version
 
 import pytest
 
@@ -51,6 +55,48 @@ def test_connect_builds_flags_from_the_config_model(home, capsys) -> None:
 def test_connect_lists_installed_platforms(home, capsys) -> None:
     code, out, _ = engram(capsys, "connect", "--help")
     assert code == 0 and "example" in out
+
+
+def _third_party_package(root) -> None:
+    """An installed third-party connector package, as pip would leave it: a module and a dist-info
+    whose entry point joins the ``engram.connectors`` group (one broken one beside it)."""
+    (root / "acme_wiki_connector").mkdir()
+    (root / "acme_wiki_connector" / "__init__.py").write_text(
+        "from engram_sdk._example import ExampleConnector\n\n\n"
+        "class AcmeWikiConnector(ExampleConnector):\n"
+        "    platform = 'acmewiki'\n"
+        "    description = 'Acme Wiki pages'\n")
+    info = root / "acme_wiki_connector-2.3.1.dist-info"
+    info.mkdir()
+    info.joinpath("METADATA").write_text("Metadata-Version: 2.1\nName: acme-wiki-connector\nVersion: 2.3.1\n")
+    info.joinpath("entry_points.txt").write_text(
+        "[engram.connectors]\nacmewiki = acme_wiki_connector:AcmeWikiConnector\n"
+        "broken = acme_wiki_connector_missing:Nothing\n")
+    info.joinpath("top_level.txt").write_text("acme_wiki_connector\n")
+
+
+def test_connectors_list_shows_built_in_and_third_party_connectors(engram_home, tmp_path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    _third_party_package(site)
+    env = {k: v for k, v in os.environ.items() if k != "ENGRAM_CONNECTORS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), *(p for p in sys.path if p)])
+    run = [sys.executable, "-c", "from engram_sdk._cli import main; main()", "connectors", "list"]
+    listed = subprocess.run([*run, "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["platform"]: r for r in json.loads(listed.stdout.strip().splitlines()[-1])["connectors"]}
+    sdk = version("engram-sdk")
+    for builtin in ("example", "notion", "microsoft", "harvey"):
+        assert (rows[builtin]["package"], rows[builtin]["version"], rows[builtin]["builtin"]) == (
+            "engram-sdk", sdk, True)
+    wiki = rows["acmewiki"]
+    assert (wiki["package"], wiki["version"], wiki["builtin"], wiki["loads"]) == ("acme-wiki-connector", "2.3.1",
+                                                                                  False, True)
+    assert wiki["target"] == "acme_wiki_connector:AcmeWikiConnector" and wiki["description"] == "Acme Wiki pages"
+    assert rows["broken"]["loads"] is False and "cannot be imported" in rows["broken"]["problem"]
+    table = subprocess.run(run, env={**env, "COLUMNS": "100"}, capture_output=True, text=True, timeout=120)
+    line = next(x for x in table.stdout.splitlines() if "acmewiki" in x)
+    assert "acme-wiki-connector" in line and "2.3.1" in line and "third-party" in line and "ok" in line
 
 
 def test_connect_saves_a_validated_connection(connected) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 
@@ -98,6 +99,24 @@ def test_pause_resume_run_now_from_another_process_take_effect_within_one_tick(h
     assert row["next_run_at"] is not None
     table = harness.cli("schedule", "list")
     assert "sync:ex" in table.stdout and "sleep:acme" in table.stdout
+
+
+def test_schedule_list_at_80_columns_shows_every_header_and_fits(harness, start) -> None:
+    start()
+    wait_until(lambda: job(harness, "sync:ex").runs == 1, what="the first sync")
+    request(harness.store, "sleep:acme", "pause")
+    within_one_tick(harness)
+    # a terminal 80 columns wide, as rich sees one (TTY_COMPATIBLE), without colour codes
+    env = {**harness.env(), "COLUMNS": "80", "TTY_COMPATIBLE": "1", "NO_COLOR": "1"}
+    r = subprocess.run(harness.cli_args("schedule", "list"), env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout).splitlines()
+    header = next(line for line in lines if " job " in line)
+    assert re.findall(r"┃ *([^┃]*?) *(?=┃)", header) == ["job", "next run", "last run", "result", "runs"]
+    assert max(len(line) for line in lines) <= 80
+    row = next(line for line in lines if "sync:ex" in line)
+    assert "ok, 12 events" in row and "│ 1 " in row
+    assert "paused" in next(line for line in lines if "sleep:acme" in line)
 
 
 def test_unknown_job_is_a_one_line_error(harness) -> None:

@@ -159,3 +159,7 @@ class Health(BaseModel):
     version: str
     database: str
     workers: bool
+    # Where the base model is: loaded on the first query that has an adapter, or at start with
+    # `engram serve --warm`. `/v1/health?ready=true` answers 503 until it is "loaded".
+    model: Literal["not_loaded", "loading", "loaded", "failed"] = "not_loaded"
+    model_error: str | None = None

@@ -10,6 +10,11 @@ default. Layout of ENGRAM_HOME (written by ``engram init``)::
     adapters/           team adapters, one directory per team and version
     secrets/            connector secrets (0600), added by the connector framework
 
+Outside ENGRAM_HOME, one cache per user (``Settings.cache_root``): ``ENGRAM_CACHE_DIR``, or
+``cache_dir`` in config.toml, else ``$XDG_CACHE_HOME/engram``, else ``~/.cache/engram``; 0700. It
+holds what is derived from public files and is the same for every home: the dequantised base model
+(``models/<sha256[:16]>/``, ~517 MB for the default), so a second ENGRAM_HOME writes no second copy.
+
 ENGRAM_HOME itself is 0700: the store holds every team's content, so no other local account may
 read it. What exists already is never chmod-ed behind the operator's back; ``exposure_warnings``
 names what is open to others, and ``engram init`` and the server say it.
@@ -25,13 +30,26 @@ from pathlib import Path
 
 from ._exceptions import ConfigError
 
-__all__ = ["Settings", "ensure_private_dir", "exposure_warnings"]
+__all__ = ["Settings", "default_cache_dir", "ensure_private_dir", "exposure_warnings"]
 
 _CONFIG_TEMPLATE = """\
 # Engram settings. Environment variables (ENGRAM_DATABASE_URL, ENGRAM_BASE_MODEL) win over this file.
 # database_url = "postgresql+psycopg://user@host/dbname"
 # base_model = "/path/to/model-or.gguf"
+# cache_dir = "/path/to/user/cache"   (ENGRAM_CACHE_DIR; default $XDG_CACHE_HOME/engram or ~/.cache/engram)
 """
+
+
+def default_cache_dir() -> Path:
+    """The per-user cache: ENGRAM_CACHE_DIR, else $XDG_CACHE_HOME/engram, else ~/.cache/engram.
+    Read at call time, so a test (or an operator's shell) that sets the variable is obeyed."""
+    explicit = os.environ.get("ENGRAM_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    # The XDG spec says a relative XDG_CACHE_HOME is invalid and must be ignored.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "engram"
 
 
 @dataclass(frozen=True)
@@ -39,6 +57,7 @@ class Settings:
     home: Path
     database_url: str
     base_model: str | None = None
+    cache_dir: Path | None = None  # None: default_cache_dir()
 
     @classmethod
     def load(cls, home: str | Path | None = None) -> Settings:
@@ -54,7 +73,9 @@ class Settings:
         if not url:
             url = f"sqlite:///{root / 'engram.db'}"
         model = os.environ.get("ENGRAM_BASE_MODEL") or file_values.get("base_model")
-        return cls(home=root, database_url=str(url), base_model=str(model) if model else None)
+        cache = os.environ.get("ENGRAM_CACHE_DIR") or file_values.get("cache_dir")
+        return cls(home=root, database_url=str(url), base_model=str(model) if model else None,
+                   cache_dir=Path(str(cache)).expanduser() if cache else None)
 
     @property
     def keys_dir(self) -> Path:
@@ -63,6 +84,11 @@ class Settings:
     @property
     def adapters_dir(self) -> Path:
         return self.home / "adapters"
+
+    @property
+    def cache_root(self) -> Path:
+        """The per-user cache (see the module docstring); created 0700 by whoever writes to it."""
+        return self.cache_dir or default_cache_dir()
 
     def init_home(self) -> list[Path]:
         """Create ENGRAM_HOME and its config file; returns what was created."""

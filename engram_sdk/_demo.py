@@ -557,7 +557,7 @@ class Demo:
         from engram_training.infer import Engine
 
         config = self._config(continual=False)
-        base = base_model.load(self.settings.base_model, self.settings.home)
+        base = base_model.load(self.settings.base_model, self.settings.cache_root)
         chunks = D.page_chunks(D.collect(self.store, self.team), base.tokenizer, config.rag_chunk_tokens)
         contexts = retrieval_contexts(chunks, questions, top_k=config.rag_top_k)
         return Engine(base).answer_many(questions, contexts=contexts, max_new_tokens=config.max_new_tokens)

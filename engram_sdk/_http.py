@@ -26,7 +26,13 @@ take one, e.g. ``notion_client.Client(client=...)``) whose transport is a ``Resi
   within the ``budget`` (seconds on the clock since the first attempt; 300 by default), so a long
   429 storm of short ``Retry-After`` waits is ridden out, and a ``Retry-After`` beyond what is left
   of the budget stops at once, without sleeping on it. Each wait is logged (logger
-  ``engram.http``, INFO) as it starts; ``engram sync`` and ``engram worker`` print these lines.
+  ``engram.http``, INFO) as it starts, naming the host (``retrying api.notion.com in 4.0 s (12 s of
+  300 s used): ConnectError on POST /v1/search``); every CLI command prints these lines on stderr.
+- **Connect timeouts** are short on the first attempts (``RetryPolicy.connect_timeouts``: 1.5, 3
+  and 6 s, never above the client's own connect timeout) and the client's afterwards: a host that
+  drops packets is reported within two seconds, and a slow link still connects on a later try.
+  ``network_error`` turns a transport error into a ``PlatformError`` naming the host and what to
+  check (``platform_errors`` uses it).
   After the last attempt the last answer is returned with a ``RetryStop`` in
   ``response.extensions["engram.retry"]`` (``raise_for_status`` turns a 429 into ``RateLimited``
   saying how long the platform asked to wait and how much of the budget was used), or the last
@@ -43,6 +49,7 @@ Log lines name the method, host and path only: never headers, query strings or b
 from __future__ import annotations
 
 import email.utils
+import itertools
 import logging
 import random
 import re
@@ -79,6 +86,7 @@ __all__ = [
     "TokenBucket",
     "build_client",
     "client_stats",
+    "network_error",
     "parse_retry_after",
     "platform_errors",
     "raise_for_status",
@@ -295,6 +303,10 @@ class RetryPolicy:
     backoff_max: float = 60.0
     retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504, 529})
     max_retry_after: float = 3600.0  # a longer Retry-After is treated as this
+    # Connect timeouts of attempts 1, 2, 3 (capped by the client's); later attempts use the client's.
+    # Short at first so an unreachable host is reported within two seconds, not after 10-60 s of
+    # silence; longer later so a slow link still gets through.
+    connect_timeouts: tuple[float, ...] = (1.5, 3.0, 6.0)
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """Exponential backoff with equal jitter for attempt 1, 2, ...: in [b/2, b]."""
@@ -386,6 +398,12 @@ def _where(request: httpx.Request) -> str:
     return f"{request.method} {request.url.host}{request.url.path}"
 
 
+def _host(url: httpx.URL) -> str:
+    """``host`` or ``host:port`` when the port is not the scheme's default: what an operator checks.
+    Never the user info or the query string (either may carry a secret)."""
+    return f"{url.host}:{url.port}" if url.port is not None else url.host
+
+
 class ResilientTransport(httpx.BaseTransport):
     """Wraps another transport with rate limiting and retries (see the module docstring)."""
 
@@ -414,6 +432,13 @@ class ResilientTransport(httpx.BaseTransport):
         if key is None:
             return []
         return [key] if isinstance(key, str) else list(key)
+
+    def _connect_timeout(self, attempt: int, configured: float | None) -> float | None:
+        """Attempt ``attempt``'s connect timeout: the policy's step, capped by the client's own."""
+        steps = self.retry.connect_timeouts
+        if attempt > len(steps):
+            return configured
+        return steps[attempt - 1] if configured is None else min(steps[attempt - 1], configured)
 
     def _attempt(self, request: httpx.Request) -> httpx.Response:
         keys = self._keys(request)
@@ -458,6 +483,15 @@ class ResilientTransport(httpx.BaseTransport):
         start = self.clock.monotonic()
         policy = self.retry
         stopped: list[str] = []
+        timeouts = request.extensions.get("timeout")
+        attempts = itertools.count(1)
+
+        def attempt(req: httpx.Request) -> httpx.Response:
+            n = next(attempts)
+            if isinstance(timeouts, dict):  # httpx puts the client's timeouts here, as a dict
+                connect = self._connect_timeout(n, timeouts.get("connect"))
+                req.extensions = {**req.extensions, "timeout": {**timeouts, "connect": connect}}
+            return self._attempt(req)
 
         def stop(state: tenacity.RetryCallState) -> bool:
             if policy.max_attempts is not None and state.attempt_number >= policy.max_attempts:
@@ -475,12 +509,13 @@ class ResilientTransport(httpx.BaseTransport):
                 if outcome is not None and outcome.failed
                 else f"HTTP {outcome.result().status_code if outcome else '?'}"
             )
-            how = "as Retry-After asks" if self._hint(state) is not None else "backing off"
+            how = ", as Retry-After asks" if self._hint(state) is not None else ""
             self.stats._wait(state.upcoming_sleep, retry=True)
             used = self.clock.monotonic() - start
-            log.info("%s answered %s: waiting %s %s, then retrying (attempt %d; %s of the %s retry budget used)",
-                     _where(request), why, _seconds(state.upcoming_sleep), how, state.attempt_number + 1,
-                     _seconds(used), _seconds(policy.budget))
+            # The host comes first: it is what an operator checks when the network is the trouble.
+            log.info("retrying %s in %s (%s of %s used): %s on %s %s%s", _host(request.url),
+                     _seconds(state.upcoming_sleep), _seconds(used), _seconds(policy.budget), why,
+                     request.method, request.url.path, how)
 
         def give_up(state: tenacity.RetryCallState) -> httpx.Response:
             outcome = state.outcome
@@ -490,7 +525,7 @@ class ResilientTransport(httpx.BaseTransport):
                              reason=stopped[-1] if stopped else "budget_spent")
             self.stats.last_stop = info
             if outcome.failed:
-                log.warning("%s: giving up, %s", _where(request), info.describe())
+                log.warning("%s: giving up on %s, %s", _where(request), _host(request.url), info.describe())
                 return outcome.result()  # raises the last transport error
             response: httpx.Response = outcome.result()
             response.extensions = {**response.extensions, "engram.retry": info}
@@ -505,7 +540,7 @@ class ResilientTransport(httpx.BaseTransport):
             before_sleep=before_sleep,
             retry_error_callback=give_up,
         )
-        return retrying(self._attempt, request)
+        return retrying(attempt, request)
 
     def close(self) -> None:
         self.inner.close()
@@ -607,14 +642,39 @@ def rate_limited(message: str, headers: Mapping[str, str], stop: RetryStop | Non
     return RateLimited(f"{message}: still rate limited{asked}", retry_after=retry_after)
 
 
+def network_error(what: str, exc: httpx.TransportError) -> PlatformError:
+    """The ``PlatformError`` for a request that never got an answer: it names the host (and port)
+    and what to check, so "network error" is never the whole story. No URL path, query or header."""
+    try:
+        host = _host(exc.request.url)
+    except RuntimeError:  # an error raised without its request (hand-made in tests)
+        host = "the platform"
+    name = type(exc).__name__
+    text = str(exc)
+    if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+            hint = "no connection in time: check the network, a firewall or proxy, and that the host is up"
+        else:
+            hint = "the platform did not answer in time: it may be overloaded; try again later"
+        return PlatformError(f"{what}: timed out reaching {host} ({name}): {hint}", code="timeout")
+    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+        hint = "the host name does not resolve: check the base URL and DNS"
+    elif "CERTIFICATE_VERIFY_FAILED" in text or "SSL" in text:
+        hint = "the TLS handshake failed: check the base URL's scheme and the CA bundle (a proxy may intercept TLS)"
+    elif isinstance(exc, httpx.ConnectError):
+        hint = "nothing answered there: check that the host is up, the base URL, and any proxy or firewall"
+    else:
+        hint = "the connection broke: check the network and any proxy"
+    return PlatformError(f"{what}: cannot reach {host} ({name}): {hint}", code="network_error")
+
+
 @contextmanager
 def platform_errors(what: str) -> Iterator[None]:
-    """Turn httpx transport errors (timeouts, refused connections) into ``PlatformError``."""
+    """Turn httpx transport errors (timeouts, refused connections) into ``PlatformError`` naming the
+    host and what to check (``network_error``)."""
     try:
         yield
     except ConnectorError:
         raise
-    except httpx.TimeoutException as exc:
-        raise PlatformError(f"{what}: timed out ({type(exc).__name__})") from None
     except httpx.TransportError as exc:
-        raise PlatformError(f"{what}: network error ({type(exc).__name__})") from None
+        raise network_error(what, exc) from None

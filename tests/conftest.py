@@ -1,5 +1,7 @@
 """Fixtures shared by the whole suite.
 
+- every test: ENGRAM_CACHE_DIR points at one scratch per-user cache for the session, so no test
+  writes into the real ~/.cache/engram and the real base model is dequantised once per session.
 - ``engram_home``: a fresh ENGRAM_HOME (and no ENGRAM_DATABASE_URL) for the test.
 - ``store_url``: a fresh event store URL, once on SQLite (a file) and once on PostgreSQL (a
   scratch database on the server named by ENGRAM_TEST_POSTGRES_URL, default the local test server).
@@ -18,6 +20,14 @@ import pytest
 
 from engram_sdk import EventStore, Keyring, load_key_set
 from engram_sdk._pgtemp import temporary_database
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory: pytest.TempPathFactory):
+    with pytest.MonkeyPatch.context() as mp:
+        cache = tmp_path_factory.mktemp("user-cache")
+        mp.setenv("ENGRAM_CACHE_DIR", str(cache))
+        yield cache
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ from engram_sdk._http import (
     RetryStop,
     build_client,
     client_stats,
+    network_error,
     rate_limited,
 )
 
@@ -80,6 +81,10 @@ class NotionAPI:
     def close(self) -> None:
         self.http.close()
 
+    def _host(self) -> str:
+        url = httpx.URL(self.client.options.base_url)
+        return f"{url.host}:{url.port}" if url.port is not None else url.host
+
     # --- calling -----------------------------------------------------------------------------------
 
     def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -97,9 +102,12 @@ class NotionAPI:
                         continue
                 raise _translate(what, exc, stats.last_stop) from None
             except RequestTimeoutError:
-                raise PlatformError(f"Notion {what}: timed out", status=None, code="timeout") from None
+                # notion-client turns httpx's timeouts into its own error and drops the request.
+                raise PlatformError(f"Notion {what}: timed out reaching {self._host()}: the platform did not "
+                                    f"answer in time; check the network, or try again later",
+                                    status=None, code="timeout") from None
             except httpx.TransportError as exc:
-                raise PlatformError(f"Notion {what}: network error ({type(exc).__name__})") from None
+                raise network_error(f"Notion {what}", exc) from None
 
     def paginate(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every result of a list endpoint, following ``next_cursor`` while ``has_more``."""
@@ -134,8 +142,10 @@ class NotionAPI:
             return self.client.oauth.token(client_id=client_id, client_secret=client_secret, **body)
         except HTTPResponseError as exc:
             raise _translate("oauth.token", exc) from None
-        except (RequestTimeoutError, httpx.TransportError) as exc:
-            raise PlatformError(f"Notion oauth.token: {type(exc).__name__}") from None
+        except RequestTimeoutError:
+            raise PlatformError(f"Notion oauth.token: timed out reaching {self._host()}", code="timeout") from None
+        except httpx.TransportError as exc:
+            raise network_error("Notion oauth.token", exc) from None
 
     def users(self) -> list[dict[str, Any]]:
         return list(self.paginate("users.list", self.client.users.list))

@@ -85,9 +85,14 @@ class _WaitPrinter(logging.Handler):
 
 @contextmanager
 def show_waits() -> Iterator[None]:
-    """Print the HTTP toolkit's retry waits on stderr as they start (a long rate-limit storm
-    then reads as waiting, not as a hang). Only wait and give-up lines: never bodies or headers."""
+    """Print the HTTP toolkit's retry waits on stderr as they start (a long rate-limit storm or an
+    unreachable host then reads as waiting, not as a hang). Only wait and give-up lines, which name
+    method, host and path: never bodies, headers or query strings. ``run_app`` wraps every command
+    in it; nesting adds no second printer."""
     logger = logging.getLogger("engram.http")
+    if any(isinstance(h, _WaitPrinter) for h in logger.handlers):
+        yield
+        return
     handler = _WaitPrinter(level=logging.INFO)
     previous = logger.level
     logger.addHandler(handler)
@@ -109,7 +114,8 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
     """Run the typer app; EngramError and CommandFailed become 'error: <reason>' and exit 1."""
     try:
         # Without standalone mode click hands back a command's exit code instead of exiting.
-        code = app(args=argv, standalone_mode=False)
+        with show_waits():
+            code = app(args=argv, standalone_mode=False)
         return code if isinstance(code, int) else 0
     except CommandFailed as exc:
         err_console.print(f"[red]error:[/red] {one_line(exc)}", highlight=False, markup=True, soft_wrap=True)

@@ -267,7 +267,7 @@ def model_install(
     from engram_training import base
 
     s = settings()
-    b = base.load(s.base_model, s.home)
+    b = base.load(s.base_model, s.cache_root)
     console.print(f"base model ready: {b.id.name} (sha256 {b.id.sha256[:16]}…)")
 
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -66,10 +66,13 @@ class ServerConfig:
     workers: bool = True  # run training jobs in this process; False leaves them to `engram worker`
     worker_poll_seconds: float = 2.0
     train_overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields for server-run jobs
+    warm: bool = False  # load the base model at start (in the background), not on the first query
 
 
 class State:
-    """What the routes share: the store, keys, jobs, metrics, and the engine (loaded lazily)."""
+    """What the routes share: the store, keys, jobs, metrics, and the engine (loaded lazily, or at
+    start with ``ServerConfig.warm``). ``model`` says where the engine is: ``not_loaded``,
+    ``loading``, ``loaded`` or ``failed`` (``model_error`` then says why)."""
 
     def __init__(self, settings: Settings, store: EventStore, config: ServerConfig,
                  pool_factory: Callable[[EventStore, Settings, int], Any] | None):
@@ -80,6 +83,8 @@ class State:
         self._pool_factory = pool_factory or _default_pool
         self._pool: Any = None
         self._pool_lock = threading.Lock()
+        self.model = "not_loaded"
+        self.model_error: str | None = None
         self._buckets: dict[str, TokenBucket] = {}
         self._rate = Rate.parse(config.query_rate)
         self._clock = SystemClock()
@@ -88,14 +93,34 @@ class State:
     def pool(self) -> Any:
         with self._pool_lock:
             if self._pool is None:
-                self._pool = self._pool_factory(self.store, self.settings, self.config.adapter_cache_size)
+                self.model = "loading"
+                try:
+                    self._pool = self._pool_factory(self.store, self.settings, self.config.adapter_cache_size)
+                except BaseException as exc:
+                    # Kept for /v1/health; the next query tries again (a missing extra can be installed).
+                    self.model, self.model_error = "failed", one_line(exc)
+                    raise
+                self.model, self.model_error = "loaded", None
             return self._pool
+
+    def warm(self) -> None:
+        """Load the engine now (``engram serve --warm``); a failure is logged and shown on /v1/health."""
+        try:
+            self.pool()
+            log.info("base model loaded: queries are answered without a cold start")
+        except Exception as exc:  # the server keeps serving ingest and admin routes
+            log.error("could not load the base model at start: %s", one_line(exc))
 
     def bucket(self, key_id: str) -> TokenBucket:
         b = self._buckets.get(key_id)
         if b is None:
             b = self._buckets.setdefault(key_id, TokenBucket(self._rate, self._clock))
         return b
+
+
+def one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _default_pool(store: EventStore, settings: Settings, capacity: int) -> Any:
@@ -106,7 +131,7 @@ def _default_pool(store: EventStore, settings: Settings, capacity: int) -> Any:
         from engram_training.registry import Registry
     except ImportError as exc:
         raise ApiError(503, f"this server cannot answer queries: install engram-sdk[train] ({exc.name})") from None
-    engine = Engine(base_model.load(settings.base_model, settings.home))
+    engine = Engine(base_model.load(settings.base_model, settings.cache_root))
     return AdapterPool(engine, Registry(store, settings.adapters_dir), capacity=capacity)
 
 
@@ -152,10 +177,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
 
-@router.get("/health", response_model=Health, tags=["ops"])
-def health(request: Request) -> Health:
+@router.get("/health", response_model=Health, tags=["ops"], responses={503: {"model": Health}})
+def health(request: Request, ready: bool = False) -> Any:
+    """Liveness, and where the base model is (``model``). With ``?ready=true`` the answer is 503 until
+    the model is loaded: a readiness probe for servers started with ``engram serve --warm``."""
     st = _state(request)
-    return Health(status="ok", version=__version__, database=st.store.dialect, workers=st.config.workers)
+    body = Health(status="ok", version=__version__, database=st.store.dialect, workers=st.config.workers,
+                  model=st.model, model_error=st.model_error)  # type: ignore[arg-type]
+    if ready and st.model != "loaded":
+        return JSONResponse(body.model_dump(), status_code=503)
+    return body
 
 
 @router.post("/events", response_model=IngestResponse, tags=["events"])
@@ -265,6 +296,10 @@ async def query(team: TEAM, body: QueryRequest, request: Request, key: Caller) -
     if wait > 0:
         raise ApiError(429, f"query rate limit of {st.config.query_rate} reached for this key",
                        headers={"Retry-After": f"{wait:.2f}"})
+    # The adapter is looked up before anything is loaded: "no adapter yet" costs one indexed read,
+    # not the 10-25 s of loading (and, the first time, dequantising) the base model.
+    if await asyncio.to_thread(_registry(st).current_version, team) is None:
+        raise ApiError(409, f"team {team} has no published adapter yet: train it first", code="no_adapter")
     pool = await asyncio.to_thread(st.pool)
     from engram_training.pool import Completion, NoAdapter
 
@@ -415,6 +450,9 @@ def create_app(settings: Settings | None = None, *, store: EventStore | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Iterator[None]:  # type: ignore[misc]
         threads = []
+        if config.warm:
+            # In the background: the server answers /v1/health (model "loading") meanwhile.
+            threads.append(threading.Thread(target=state.warm, name="engram-warm", daemon=True))
         if config.workers:
             threads.append(threading.Thread(target=_worker_loop, args=(state,), name="engram-train-worker",
                                             daemon=True))

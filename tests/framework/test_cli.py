@@ -220,8 +220,9 @@ def test_sync_prints_each_rate_limit_wait_as_it_happens(connected, admin, capsys
     admin.fault(status=429, times=2, retry_after=0.2)
     code, out, err = engram(capsys, "sync", "-c", "ex")
     assert code == 0, err
-    waits = [ln for ln in err.splitlines() if "waiting 0.2 s as Retry-After asks" in ln]
-    assert len(waits) == 2 and "answered HTTP 429" in waits[0] and "then retrying (attempt 2;" in waits[0]
+    waits = [ln for ln in err.splitlines() if ln.startswith("retrying 127.0.0.1:")]
+    assert len(waits) == 2 and " in 0.2 s (" in waits[0] and "HTTP 429 on GET /api/" in waits[0]
+    assert waits[0].endswith(", as Retry-After asks")
     assert TOKEN not in err
 
 
@@ -255,3 +256,21 @@ def test_secrets_never_reach_logs_output_events_or_rows(connected, admin, server
     assert TOKEN not in dump and WEBHOOK_SECRET not in dump
     secrets_file = home / "secrets" / "secrets.json"
     assert TOKEN in secrets_file.read_text()  # where it does live: the 0600 file
+
+
+def test_an_unreachable_platform_is_named_in_each_wait_and_in_the_error(home, capsys, monkeypatch) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setenv("EXAMPLE_TOKEN", TOKEN)
+    code, out, err = engram(capsys, "connect", "example", "--name", "ex", "--team", "acme", "--scope", "all",
+                            "--base-url", f"http://127.0.0.1:{port}", "--token-env", "EXAMPLE_TOKEN",
+                            "--retry-budget", "1")
+    lines = err.splitlines()
+    assert code == 1 and lines[0].startswith(f"retrying 127.0.0.1:{port} in ")
+    assert lines[0].endswith("ConnectError on GET /api/me")
+    error = next(ln for ln in lines if ln.startswith("error: "))
+    assert f"cannot reach 127.0.0.1:{port} (ConnectError): nothing answered there: check that the host is up" in error
+    assert TOKEN not in out + err

@@ -238,11 +238,11 @@ def test_each_wait_is_logged_as_it_starts(caplog) -> None:
     with caplog.at_level("INFO", logger="engram.http"):
         with build_client("http://platform", transport=transport, clock=clock, rng=random.Random(2)) as c:
             assert c.get("/v1/search?token=abc").status_code == 200
-    waits = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
+    waits = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying ")]
     assert len(waits) == 2
-    assert waits[0] == ("GET platform/v1/search answered HTTP 429: waiting 3.0 s as Retry-After asks, then "
-                        "retrying (attempt 2; 0.0 s of the 300 s retry budget used)")
-    assert "answered HTTP 503: waiting" in waits[1] and "backing off" in waits[1] and "3.0 s of the 300 s" in waits[1]
+    assert waits[0] == "retrying platform in 3.0 s (0.0 s of 300 s used): HTTP 429 on GET /v1/search, as Retry-After asks"
+    assert waits[1].startswith("retrying platform in ") and "(3.0 s of 300 s used): HTTP 503 on GET /v1/search" in waits[1]
+    assert "Retry-After" not in waits[1]
     assert "token=abc" not in caplog.text
 
 
@@ -296,12 +296,63 @@ def test_raise_for_status_passes_success() -> None:
 
 
 def test_platform_errors_translates_transport_errors() -> None:
-    with pytest.raises(PlatformError, match="timed out"):
+    request = httpx.Request("GET", "https://api.example.com:8443/x?token=abc")
+    with pytest.raises(PlatformError, match="timed out reaching api.example.com:8443") as info:
         with platform_errors("GET /x"):
-            raise httpx.ReadTimeout("slow")
-    with pytest.raises(PlatformError, match="network error"):
+            raise httpx.ReadTimeout("slow", request=request)
+    assert info.value.code == "timeout" and "try again later" in str(info.value)
+    with pytest.raises(PlatformError, match="cannot reach api.example.com:8443 \\(ConnectError\\)") as info:
+        with platform_errors("GET /x"):
+            raise httpx.ConnectError("refused", request=request)
+    assert "check that the host is up, the base URL" in str(info.value) and "token=abc" not in str(info.value)
+    with pytest.raises(PlatformError, match="does not resolve: check the base URL and DNS"):
+        with platform_errors("GET /x"):
+            raise httpx.ConnectError("[Errno -2] Name or service not known", request=request)
+    with pytest.raises(PlatformError, match="cannot reach the platform"):  # an error without its request
         with platform_errors("GET /x"):
             raise httpx.ConnectError("refused")
+
+
+def test_a_refused_connection_names_host_and_port_in_the_wait_and_in_the_error(caplog) -> None:
+    """A real loopback port nobody listens on: each retry line and the final error name it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: connecting is refused
+    policy = RetryPolicy(budget=0.3, backoff_base=0.05)
+    with caplog.at_level("INFO", logger="engram.http"):
+        with build_client(f"http://127.0.0.1:{port}", retry=policy) as c:
+            with pytest.raises(PlatformError) as info:
+                with platform_errors("GET /v1/me"):
+                    c.get("/v1/me?secret=s3cret")
+    first = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying "))
+    assert first.startswith(f"retrying 127.0.0.1:{port} in ") and first.endswith("ConnectError on GET /v1/me")
+    assert f"cannot reach 127.0.0.1:{port} (ConnectError)" in str(info.value)
+    assert "s3cret" not in caplog.text + str(info.value)
+
+
+def test_first_attempts_get_short_connect_timeouts_then_the_clients_own() -> None:
+    """An unreachable host is reported after 1.5 s, not after the client's 10 s (or notion-client's
+    60 s); later attempts give a slow link more time, never more than the client allows."""
+    seen: list[float | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"]["connect"])
+        if len(seen) < 5:
+            raise httpx.ConnectTimeout("no answer", request=request)
+        return httpx.Response(200)
+
+    clock = FakeClock()
+    with build_client("http://platform", transport=httpx.MockTransport(handler), clock=clock,
+                      timeout=httpx.Timeout(30.0, connect=10.0)) as c:
+        assert c.get("/a").status_code == 200
+    assert seen == [1.5, 3.0, 6.0, 10.0, 10.0]
+    seen.clear()
+    with build_client("http://platform", transport=httpx.MockTransport(handler), clock=clock,
+                      timeout=httpx.Timeout(30.0, connect=2.0)) as c:
+        assert c.get("/a").status_code == 200
+    assert seen == [1.5, 2.0, 2.0, 2.0, 2.0]
 
 
 def test_client_stats_needs_a_built_client() -> None:

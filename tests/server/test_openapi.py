@@ -28,7 +28,9 @@ def test_every_route_conforms_to_its_openapi_document(tmp_path):
             if "team" in (case.path_parameters or {}):
                 case.path_parameters["team"] = "acme"
             response = case.call()
-            if response.status_code >= 500:
+            # /v1/health?ready=true answers 503 until the model is loaded, as a readiness probe expects.
+            not_ready = operation.path == "/v1/health" and response.status_code == 503
+            if response.status_code >= 500 and not not_ready:
                 failures.append((case.method, case.formatted_path, response.status_code, response.text[:200]))
             case.validate_response(response, checks=[response_schema_conformance, status_code_conformance])
 

@@ -2,8 +2,8 @@
 
 - ``tiny_model``: a 2-layer, hidden-64 random Llama written once per session (with the real
   SmolLM2 tokenizer, so prompts and chat templates are the real ones).
-- ``real_model_home``: an ENGRAM_HOME whose models/ cache holds the real SmolLM2 model converted
-  once per session; ``engram_training.base.load`` then keeps it in memory for the whole session.
+- ``real_model_cache``: the session's per-user cache (``user_cache``) holding the real SmolLM2 model
+  converted once; ``engram_training.base.load`` then keeps it in memory for the whole session.
 - ``team_env``: a fresh ENGRAM_HOME, a real SQLite store file and a real Ed25519 keyring whose key
   is trusted for team "kestrel" only.
 """
@@ -28,13 +28,13 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ENGRAM_HOME/models with the converted SmolLM2 copy, made once per session."""
+def real_model_cache(user_cache: Path) -> Path:
+    """<user cache>/models with the converted SmolLM2 copy, made once per session (the base model's
+    evaluation answers are cached there too, so they are also made once)."""
     from engram_training import base
 
-    home = tmp_path_factory.mktemp("real-home")
-    base.load(None, home)  # converts the GGUF once and keeps the model in memory
-    return home / "models"
+    base.load(None, user_cache)  # converts the GGUF once and keeps the model in memory
+    return user_cache / "models"
 
 
 @dataclass
@@ -72,6 +72,5 @@ def team_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: Path):
 @pytest.fixture
 def real_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, real_model_cache: Path):
     env = _env(tmp_path, monkeypatch, None)
-    (env.settings.home / "models").symlink_to(real_model_cache, target_is_directory=True)
     yield env
     env.store.close()

@@ -6,9 +6,14 @@ and never imported. ``ENGRAM_BASE_MODEL`` (or ``base_model`` in config.toml) may
 transformers model directory or GGUF file instead.
 
 A GGUF file is dequantised by transformers (``gguf_file=``), which takes ~12 s on 2 cores; the
-result is cached as safetensors under ``<ENGRAM_HOME>/models/<sha256[:16]>/`` and reloads in well
-under a second. The identity written into manifests is the package, version, file name and
-sha256: never a machine path.
+result is cached as safetensors under ``<cache>/models/<sha256[:16]>/``, where ``cache`` is the
+per-user cache (``Settings.cache_root``: ENGRAM_CACHE_DIR, else ~/.cache/engram), so every
+ENGRAM_HOME of a user shares one copy. The copy's ``engram-model.json`` records the sha256 of each
+file in it; they are checked before the copy is loaded, and a copy that does not match (a partial
+write, a corrupted disk, an edit) is rebuilt, never loaded. A copy is written into a temporary
+directory and renamed into place, under a lock file, so two processes never see half of one. The
+identity written into manifests is the package, version, file name and sha256 of the GGUF: never
+a machine path.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from engram_sdk._config import ensure_private_dir
 from engram_sdk._exceptions import TrainingError
 
 # Never reach for a model hub: every model is a local file or directory (peft would otherwise look
@@ -124,6 +133,7 @@ class BaseModel:
 
 
 _LOADED: dict[tuple[str, str], BaseModel] = {}
+log = logging.getLogger("engram.training")
 
 
 def set_threads(requested: int = 0) -> int:
@@ -145,8 +155,11 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load(spec: str | None, home: Path, *, device: str | None = None) -> BaseModel:
-    """Load the base model once per process; later calls return the same object."""
+def load(spec: str | None, cache: Path, *, device: str | None = None) -> BaseModel:
+    """Load the base model once per process; later calls return the same object.
+
+    ``cache`` is the directory whose ``models/`` holds the dequantised copy of a GGUF model:
+    ``Settings.cache_root`` (per user). It is created 0700 if missing."""
     path = resolve(spec)
     device = device or pick_device()
     key = (str(path), device)
@@ -158,7 +171,7 @@ def load(spec: str | None, home: Path, *, device: str | None = None) -> BaseMode
     ident = identify(path)
     source = path
     if path.is_file():
-        source = _cached_copy(path, ident, home)
+        source = cached_copy(path, ident, cache)
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     model.to(device)
@@ -169,15 +182,76 @@ def load(spec: str | None, home: Path, *, device: str | None = None) -> BaseMode
     return _LOADED[key]
 
 
-def _cached_copy(gguf: Path, ident: BaseModelId, home: Path) -> Path:
-    """A safetensors copy of a GGUF model under ENGRAM_HOME/models (made once, atomically)."""
-    target = home / "models" / ident.sha256[:16]
-    if (target / "config.json").exists() and (target / "engram-model.json").exists():
-        return target
+COPY_MANIFEST = "engram-model.json"
+
+
+def copy_dir(cache: Path, ident: BaseModelId) -> Path:
+    """Where the dequantised copy of the GGUF model ``ident`` lives under ``cache``."""
+    return cache / "models" / ident.sha256[:16]
+
+
+def verify_copy(target: Path, ident: BaseModelId) -> str | None:
+    """None if ``target`` is a complete copy of ``ident``: its manifest names the same GGUF and
+    every file it lists has the sha256 it lists. Else why not (for the log line)."""
+    try:
+        manifest = json.loads((target / COPY_MANIFEST).read_text())
+    except FileNotFoundError:
+        return "no manifest (never finished)"
+    except (OSError, ValueError) as exc:
+        return f"unreadable manifest ({exc})"
+    if manifest.get("sha256") != ident.sha256:
+        return "made from another GGUF file"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or "config.json" not in files:
+        return "the manifest lists no files (made by an older version)"
+    for name, digest in files.items():
+        if Path(name).name != name:
+            return f"the manifest names a path outside the copy ({name})"
+        try:
+            actual = _sha256_files([target / name])
+        except FileNotFoundError:
+            return f"{name} is missing"
+        if actual != digest:
+            return f"{name} does not match its sha256"
+    return None
+
+
+@contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (POSIX ``flock``), so two of them that start cold build the
+    copy once; elsewhere no lock, and the atomic rename alone keeps the copy whole."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(lock_path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cached_copy(gguf: Path, ident: BaseModelId, cache: Path) -> Path:
+    """A verified safetensors copy of a GGUF model under ``cache/models`` (made once, atomically)."""
+    target = copy_dir(cache, ident)
+    ensure_private_dir(target.parent)
+    with _locked(target.parent / f".{target.name}.lock"):
+        problem = verify_copy(target, ident) if target.exists() else "not made yet"
+        if problem is None:
+            return target
+        if target.exists():
+            log.warning("rebuilding the base model copy in %s: %s", target, problem)
+        _build_copy(gguf, ident, target)
+    return target
+
+
+def _build_copy(gguf: Path, ident: BaseModelId, target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -187,11 +261,14 @@ def _cached_copy(gguf: Path, ident: BaseModelId, home: Path) -> Path:
         del model.config.quantization_config
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / "engram-model.json").write_text(json.dumps(ident.to_dict(), indent=2))
-    if target.exists():
-        shutil.rmtree(target)
+    files = {p.name: _sha256_files([p]) for p in sorted(tmp.iterdir()) if p.is_file()}
+    # The manifest is written last: a copy without one was never finished.
+    (tmp / COPY_MANIFEST).write_text(json.dumps({**ident.to_dict(), "files": files}, indent=2))
+    if target.exists():  # a stale or broken copy: moved aside first, so the rename below is atomic
+        stale = target.with_name(f".{target.name}.stale-{os.getpid()}")
+        os.replace(target, stale)
+        shutil.rmtree(stale, ignore_errors=True)
     os.replace(tmp, target)
-    return target
 
 
 def make_tiny(directory: Path, tokenizer_from: str | None = None, *, seed: int = 0) -> Path:

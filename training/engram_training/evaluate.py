@@ -131,7 +131,7 @@ def retrieval(engine: Engine, chunks: list[dict[str, str]], probe: list[ProbeIte
 
 def base_general(engine: Engine, config: Any, cache: Path | None) -> tuple[Score, float]:
     """The base model's general score and perplexity: the same for every team and run (greedy
-    decoding), so cached per base model, probe, prompt and answer length under ENGRAM_HOME/models."""
+    decoding), so cached per base model, probe, prompt and answer length in the per-user cache."""
     from .infer import SYSTEM
 
     gen_items = [(g["question"], g["answers"]) for g in general_probe()]

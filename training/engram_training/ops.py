@@ -51,7 +51,7 @@ def query(store: EventStore, settings: Settings, team_id: str, question: str, *,
     from .infer import Engine
 
     v = Registry(store, settings.adapters_dir).get(team_id)
-    base = base_model.load(settings.base_model, settings.home)
+    base = base_model.load(settings.base_model, settings.cache_root)
     with Engine(base) as engine:
         name = f"{team_id}@v{v.version}"
         engine.load(name, v.path)
@@ -70,7 +70,7 @@ def evaluate_version(store: EventStore, settings: Settings, team_id: str, versio
 
     v = Registry(store, settings.adapters_dir).get(team_id, version)
     config = TrainConfig.from_dict(v.manifest.get("config", {}))
-    base = base_model.load(settings.base_model, settings.home)
+    base = base_model.load(settings.base_model, settings.cache_root)
     if v.manifest["base_model"]["sha256"] != base.id.sha256:
         from engram_sdk._exceptions import TrainingError
 
@@ -98,7 +98,7 @@ def evaluate_version(store: EventStore, settings: Settings, team_id: str, versio
     with Engine(base) as engine:
         engine.load("evaluated", v.path)
         metrics = evaluate(engine, "evaluated", probe, old, chunks, config,
-                           cache=settings.home / "models" / base.id.sha256[:16])
+                           cache=base_model.copy_dir(settings.cache_root, base.id))
     metrics.pop("recall_misses", None)
     return {"team": team_id, "adapter_version": v.version, **metrics}
 

@@ -71,7 +71,7 @@ def run(settings: Settings, *, queries: int = 32, max_tokens: int = 32, capacity
         on_step: Callable[[str], None] | None = None) -> dict[str, Any]:
     say = on_step or (lambda _: None)
     say("loading the base model")
-    base = base_model.load(settings.base_model, settings.home)
+    base = base_model.load(settings.base_model, settings.cache_root)
     tok = base.tokenizer
     prompt = prompt_ids(tok, QUESTION)
 

@@ -79,7 +79,7 @@ def train(
     import torch
 
     # --- 1. the base model (once per process) ----------------------------------------------------
-    base = base_model.load(settings.base_model, settings.home)
+    base = base_model.load(settings.base_model, settings.cache_root)
     threads = base_model.set_threads(config.threads) if base.device == "cpu" else 0
     tok = base.tokenizer
     registry = Registry(store, settings.adapters_dir)
@@ -119,7 +119,7 @@ def train(
     replay_old = rng.sample(ds.replay, n_replay)
     if bounds.retention_questions is not None and len(ds.old_probe) > bounds.retention_questions:
         ds.old_probe = random.Random(config.seed).sample(ds.old_probe, bounds.retention_questions)
-    general = _general_replay(base, settings.home, config)
+    general = _general_replay(base, settings.cache_root, config)
     n_general = round(config.replay_general * (len(ds.examples) + len(replay_old)))
     general = [general[i % len(general)] for i in range(n_general)] if general else []
     rows = [chat_ids(tok, m, config.max_len) for m in ds.examples + replay_old + general]
@@ -206,7 +206,7 @@ def train(
     try:
         engine.load("candidate", staging)
         metrics = evaluate(engine, "candidate", ds.probe, ds.old_probe, rag_chunks, config,
-                           cache=settings.home / "models" / base.id.sha256[:16])
+                           cache=base_model.copy_dir(settings.cache_root, base.id))
         # If the full update forgets too much, try it scaled down (interpolating toward the base
         # model in weight space, as WiSE-FT does): the first scale that passes every gate wins.
         metrics["scale"], metrics["scale_trials"] = 1.0, []
@@ -373,15 +373,15 @@ def replay_file_name(base_sha256: str, prompts: list[str]) -> str:
     return f"general_replay.{base_sha256[:16]}.{hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:8]}.jsonl"
 
 
-def _general_replay(base: base_model.BaseModel, home: Path, config: TrainConfig) -> list[list[dict[str, str]]]:
+def _general_replay(base: base_model.BaseModel, cache: Path, config: TrainConfig) -> list[list[dict[str, str]]]:
     """Self-distillation replay: the base model's own answers to general prompts (never the probe's
-    questions), cached per base model under ENGRAM_HOME/models."""
+    questions), cached per base model in the per-user cache (the same for every ENGRAM_HOME)."""
     if config.replay_general <= 0:
         return []
     prompts = replay_prompts()
     name = replay_file_name(base.id.sha256, prompts)
     shipped = Path(__file__).parent / "data" / name
-    path = shipped if shipped.exists() else home / "models" / base.id.sha256[:16] / name
+    path = shipped if shipped.exists() else base_model.copy_dir(cache, base.id) / name
     if path.exists():
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     tok = base.tokenizer

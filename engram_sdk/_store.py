@@ -12,7 +12,6 @@ same code serves both. It also keeps connector checkpoints and the trusted signi
 
 from __future__ import annotations
 
-import base64
 import fcntl
 import hashlib
 import json

@@ -11,7 +11,7 @@ import typer
 
 from .._ingest import FileReport, import_file, verify_file
 from . import app
-from ._common import JsonOption, console, emit_json, fail, open_store, progress
+from ._common import JsonOption, console, emit_json, open_store, progress
 
 events_app = typer.Typer(help="Signed training events: list, export, verify, import.", no_args_is_help=True)
 app.add_typer(events_app, name="events")

@@ -334,10 +334,9 @@ def bench_train(
         config = TrainConfig(**parse_overrides(setting))
     except (ValueError, TypeError) as exc:
         fail(str(exc))
-    s = settings()
     bar, on_progress = training_bar()
     with bar:
-        out = bench.run(config, phases=phases, models_cache=s.home / "models", on_progress=on_progress)
+        out = bench.run(config, phases=phases, on_progress=on_progress)
     if as_json:
         emit_json(out)
         return
@@ -369,12 +368,11 @@ def _bench_workspace(setting: list[str], continual_setting: list[str], workspace
         continual = TrainConfig(**{**config.to_dict(), **later}) if later else None
     except (ValueError, TypeError) as exc:
         fail(str(exc))
-    s = settings()
     bar, on_progress = training_bar()
     with bar:
         try:
             out = bench.run_workspace(
-                config, workspace=workspace, models_cache=s.home / "models", baselines=baselines, whole_workspace=whole,
+                config, workspace=workspace, baselines=baselines, whole_workspace=whole,
                 continual=continual, replay_per_example=replay,
                 on_step=lambda m: err_console.print(f"[dim]{m}...[/dim]"), on_progress=on_progress)
         except FileNotFoundError:

@@ -24,14 +24,14 @@ from .config import TrainConfig
 from .train import Progress, train
 
 
-def run(config: TrainConfig, *, phases: int = 2, models_cache: Path | None = None,
+def run(config: TrainConfig, *, phases: int = 2,
         on_progress: Any = None, subset: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     records = samples.load_records()
     if subset:
         records = [r for r in records if r.entity_id in subset]
     with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp:
-        settings, store, keyring = _scratch(Path(tmp), "kestrel", models_cache)
+        settings, store, keyring = _scratch(Path(tmp), "kestrel")
         # Phase 1: everything but the last third of the pages (edits always come with phase 2, so
         # version 2 must learn new values over old ones).
         docs = [r for r in records if r.kind != "edit"]
@@ -81,23 +81,19 @@ def run(config: TrainConfig, *, phases: int = 2, models_cache: Path | None = Non
         "retention_questions": m.get("retention_questions"),
         "general_questions": m.get("general_questions"),
         "config": config.to_dict(),
-        "continual_config": (continual or config).to_dict(),
-        "replay_per_example": replay_per_example,
         "cpu_threads": _threads(),
         "load_average": os.getloadavg()[0],
     }
 
 
-def _scratch(tmp: Path, team: str, models_cache: Path | None) -> tuple[Settings, EventStore, Keyring]:
-    """A scratch ENGRAM_HOME with a SQLite store and a key trusted for ``team``; its models/ is the
-    real home's cache, so the base model is converted once."""
+def _scratch(tmp: Path, team: str) -> tuple[Settings, EventStore, Keyring]:
+    """A scratch ENGRAM_HOME with a SQLite store and a key trusted for ``team``; the base model
+    comes from the user's cache (``Settings.cache_root``), so it is converted once per user."""
     home = tmp / "home"
-    settings = Settings(home=home, database_url=f"sqlite:///{home / 'engram.db'}",
-                        base_model=Settings.load().base_model)
+    real = Settings.load()
+    settings = Settings(home=home, database_url=f"sqlite:///{home / 'engram.db'}", base_model=real.base_model,
+                        cache_dir=real.cache_dir)
     settings.init_home()
-    if models_cache is not None:
-        models_cache.mkdir(parents=True, exist_ok=True)
-        (home / "models").symlink_to(models_cache, target_is_directory=True)
     store = EventStore.open(settings.database_url)
     keyring = Keyring(settings.keys_dir)
     keyring.generate([team])
@@ -117,7 +113,7 @@ __all__ = ["Progress", "run"]
 # --- a hand-written evaluation workspace ------------------------------------------------------------
 
 
-def run_workspace(config: TrainConfig, *, workspace: str = "tidewater", models_cache: Path | None = None,
+def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                   on_progress: Any = None, on_step: Any = None, baselines: bool = True,
                   whole_workspace: bool = False, continual: TrainConfig | None = None,
                   replay_per_example: int = 4) -> dict[str, Any]:
@@ -145,14 +141,14 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater", models_c
     later = [q for q, e in zip(qs, needs_edit) if e and q.kind == "edit"]
     team = "bench"
     with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp:
-        settings, store, keyring = _scratch(Path(tmp), team, models_cache)
+        settings, store, keyring = _scratch(Path(tmp), team)
         try:
             samples.ingest(store, keyring, team_id=team, records=records)
             say("training the first version")
             t_first = time.perf_counter()
             r1 = train(team, store=store, settings=settings, config=config, on_progress=on_progress)
             first_seconds = time.perf_counter() - t_first
-            base = base_model.load(settings.base_model, settings.home)
+            base = base_model.load(settings.base_model, settings.cache_root)
             tok = base.tokenizer
             registry = Registry(store, settings.adapters_dir)
             kw = {"max_new_tokens": config.max_new_tokens, "batch_size": config.eval_batch_size}

@@ -89,6 +89,18 @@ def test_continual_run_trains_only_new_content_and_replays(team_env):
     assert v1.version.manifest["watermark"] != m["watermark"]
 
 
+def test_a_continual_run_is_bounded_by_default_like_the_demo(team_env):
+    """Nightly updates (no ``Bounds`` passed) replay at most ``continual_replay_per_example``
+    earlier examples per new one and ask at most ``continual_retention_questions``; 0 lifts a cap."""
+    _ingest(team_env, ["np-charter", "np-oncall", "np-tooling"])
+    _train(team_env)
+    _ingest(team_env, ["np-moonwick"])
+    v2 = _train(team_env, replay_old=1.0, continual_replay_per_example=1, continual_retention_questions=3)
+    d = v2.version.manifest["dataset"]
+    assert 0 < d["old_replay_examples"] <= d["examples"]
+    assert v2.version.manifest["metrics"]["retention_questions"] == 3
+
+
 def test_failing_gate_keeps_previous_version_current(team_env):
     _ingest(team_env, ["np-charter"])
     _train(team_env)

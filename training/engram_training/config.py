@@ -42,6 +42,11 @@ class TrainConfig:
     allow_restricted: bool = False  # train on records restricted to a few people (never by default)
     replay_general: float = 0.5  # general replay examples (base-model answers), as a share of team examples
     replay_old: float = 0.5  # share of earlier versions' examples replayed in a continual run
+    # Caps on a continual run, so a nightly update costs what its new events bring, not what the
+    # whole workspace holds (0: no cap): earlier examples replayed per new one, and retention
+    # questions asked (a fixed sample). Callers may pass tighter ``train.Bounds``.
+    continual_replay_per_example: int = 8
+    continual_retention_questions: int = 64
     chunk_tokens: int = 192  # document chunk size for page examples
     max_len: int = 384  # longest training sequence in tokens (longer ones are cut)
     # --- LoRA ---

@@ -73,9 +73,11 @@ def train(
     bounds: Bounds | None = None,
 ) -> RunResult:
     """Train, evaluate and register one version of ``team_id``'s adapter (see the module docstring).
-    ``bounds`` caps what a continual run replays and re-asks, so its cost follows the new events."""
+    ``bounds`` caps what a continual run replays and re-asks, so its cost follows the new events
+    (by default the config's ``continual_*`` caps: production runs are bounded like the demo's)."""
     config = config or TrainConfig()
-    bounds = bounds or Bounds()
+    bounds = bounds or Bounds(replay_per_example=config.continual_replay_per_example or None,
+                              retention_questions=config.continual_retention_questions or None)
     import torch
 
     # --- 1. the base model (once per process) ----------------------------------------------------

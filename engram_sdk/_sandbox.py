@@ -53,9 +53,6 @@ The base provides, before a platform route runs (admin routes are exempt):
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import queue
@@ -77,6 +74,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ._http import Clock, FakeClock, SystemClock
+from ._webhooks import StandardWebhook
 
 __all__ = [
     "Budget",
@@ -131,20 +129,10 @@ class Delivery:
 
 
 def standard_webhook_headers(secret: str, body: bytes, *, msg_id: str, timestamp: int | None = None) -> dict[str, str]:
-    """Standard Webhooks v1 headers (HMAC-SHA256 over ``id.timestamp.body``, base64)."""
-    ts = int(time.time()) if timestamp is None else timestamp
-    key = secret.removeprefix("whsec_")
-    try:
-        raw_key = base64.b64decode(key, validate=True)
-    except ValueError:
-        raw_key = key.encode()
-    sig = hmac.new(raw_key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(ts),
-        "webhook-signature": "v1," + base64.b64encode(sig).decode(),
-        "content-type": "application/json",
-    }
+    """Standard Webhooks v1 headers (HMAC-SHA256 over ``id.timestamp.body``, base64), signed by
+    ``StandardWebhook`` (the ``standardwebhooks`` package), plus the JSON content type."""
+    return {**StandardWebhook(secret).sign(body, msg_id=msg_id, timestamp=timestamp),
+            "content-type": "application/json"}
 
 
 class Sandbox:

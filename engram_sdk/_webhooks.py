@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from standardwebhooks import Webhook
 
 from . import _schema as t
 from ._connections import Connections, open_connector
@@ -85,27 +86,46 @@ def verify_hmac_sha256(secret: str | bytes, payload: bytes, signature: str | Non
         raise WebhookError(WebhookError.NO_MATCH, "the signature does not match the payload")
 
 
+def _standard_key(secret: str) -> bytes:
+    """``whsec_<base64>`` as bytes; a secret that is not base64 is used as its UTF-8 bytes (the
+    ``standardwebhooks`` package would drop its non-base64 characters instead)."""
+    raw = secret.removeprefix("whsec_")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return raw.encode()
+
+
 class StandardWebhook:
-    """Standard Webhooks v1 (HMAC-SHA256 over ``id.timestamp.body``); secret ``whsec_<base64>``."""
+    """Standard Webhooks v1 (HMAC-SHA256 over ``id.timestamp.body``); secret ``whsec_<base64>``.
+
+    The signature is the ``standardwebhooks`` package's (``Webhook.sign``); the checks around it
+    are ours, because its ``Webhook.verify`` differs from what this class documents: its window is
+    a fixed 5 minutes of the wall clock (ours: ``tolerance`` and a ``now`` for tests), it checks the
+    timestamp before the signature (ours: a stale or future timestamp is reported only for a
+    genuine delivery), it accepts fractional timestamps, and every failure is one
+    ``WebhookVerificationError`` without a reason (ours: ``WebhookError`` with ``missing_header``,
+    ``malformed_header``, ``no_match``, ``too_old``, ``too_new``). Several space-separated
+    signatures (secret rotation) are accepted by both; an empty secret, which the package refuses,
+    still signs and verifies here with an empty key, as before.
+    """
 
     def __init__(self, secret: str, *, tolerance: int = DEFAULT_TOLERANCE):
         if tolerance <= 0:
             raise ValueError("tolerance must be positive: replay protection cannot be switched off")
-        raw = secret.removeprefix("whsec_")
-        try:
-            self._key = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            self._key = raw.encode()
+        self._key = _standard_key(secret)
         self.tolerance = tolerance
 
     def _sig(self, msg_id: str, timestamp: int, body: bytes) -> str:
-        mac = hmac.new(self._key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-        return base64.b64encode(mac).decode()
+        """``v1,<base64 HMAC>``."""
+        if not self._key:  # the package refuses an empty secret
+            mac = hmac.new(b"", f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+            return "v1," + base64.b64encode(mac).decode()
+        return Webhook(self._key).sign(msg_id, datetime.fromtimestamp(timestamp, timezone.utc), body)
 
     def sign(self, body: bytes, *, msg_id: str, timestamp: int | None = None) -> dict[str, str]:
         ts = int(time.time()) if timestamp is None else timestamp
-        return {"webhook-id": msg_id, "webhook-timestamp": str(ts),
-                "webhook-signature": f"v1,{self._sig(msg_id, ts, body)}"}
+        return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": self._sig(msg_id, ts, body)}
 
     def verify(self, headers: Mapping[str, str], body: bytes, *, now: float | None = None) -> str:
         """Check a delivery; returns its ``webhook-id`` (the idempotency key)."""
@@ -117,10 +137,10 @@ class StandardWebhook:
             ts = int(ts_text)
         except ValueError:
             raise WebhookError(WebhookError.MALFORMED_HEADER, "webhook-timestamp is not an integer") from None
-        expected = self._sig(msg_id, ts, body).encode()
-        candidates = [s.split(",", 1)[1] for s in sigs.split() if s.startswith("v1,")]
+        candidates = [s for s in sigs.split() if s.startswith("v1,")]
         if not candidates:
             raise WebhookError(WebhookError.MALFORMED_HEADER, "no v1 signature in webhook-signature")
+        expected = self._sig(msg_id, ts, body).encode()
         if not any(hmac.compare_digest(expected, c.encode()) for c in candidates):
             raise WebhookError(WebhookError.NO_MATCH, "no signature matches the payload")
         now = time.time() if now is None else now

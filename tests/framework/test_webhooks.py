@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from engram_sdk.connectors import StandardWebhook, WebhookError, serve, verify_hmac_sha256
 from engram_sdk.testing import Harness
@@ -84,6 +86,41 @@ def test_rotation_any_listed_signature_matches() -> None:
 def test_replay_protection_cannot_be_switched_off() -> None:
     with pytest.raises(ValueError):
         StandardWebhook(SECRET, tolerance=0)
+
+
+def test_interoperates_with_the_standardwebhooks_package() -> None:
+    Webhook(SECRET).verify(BODY, signed(), json_parse=False)  # ours verify with the reference library
+    now = int(time.time())
+    theirs = {"webhook-id": "msg_9", "webhook-timestamp": str(now),
+              "webhook-signature": Webhook(SECRET).sign("msg_9", datetime.fromtimestamp(now, timezone.utc), BODY)}
+    assert StandardWebhook(SECRET).verify(theirs, BODY) == "msg_9"
+
+
+def test_forged_stale_delivery_is_no_match_not_too_old() -> None:
+    # Documented difference from standardwebhooks.Webhook.verify: the signature is checked first,
+    # so a forger learns nothing about the time window.
+    headers = {**signed(ts=int(time.time()) - 3600), "webhook-signature": "v1,Zm9yZ2Vk"}
+    with pytest.raises(WebhookError) as info:
+        StandardWebhook(SECRET).verify(headers, BODY)
+    assert info.value.reason == WebhookError.NO_MATCH
+
+
+def test_tolerance_and_now_are_ours() -> None:
+    ts = 1_700_000_000
+    assert StandardWebhook(SECRET, tolerance=3600).verify(signed(ts=ts), BODY, now=ts + 3000) == "msg_1"
+    with pytest.raises(WebhookError) as info:
+        StandardWebhook(SECRET).verify(signed(ts=ts), BODY, now=ts + 301)
+    assert info.value.reason == WebhookError.TOO_OLD
+
+
+def test_secret_that_is_not_base64_is_used_as_bytes() -> None:
+    import base64
+    import hashlib
+    import hmac
+
+    headers = StandardWebhook("not base64!").sign(BODY, msg_id="m", timestamp=1)
+    mac = hmac.new(b"not base64!", b"m.1." + BODY, hashlib.sha256).digest()
+    assert headers["webhook-signature"] == "v1," + base64.b64encode(mac).decode()
 
 
 def test_hmac_hex_helper() -> None:

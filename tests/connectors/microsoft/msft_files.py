@@ -25,7 +25,12 @@ _RELS = (
 
 
 def make_docx(paragraphs: list[str]) -> bytes:
-    body = "".join(f"<w:p><w:r><w:t xml:space=\"preserve\">{escape(p)}</w:t></w:r></w:p>" for p in paragraphs)
+    return make_docx_body(
+        "".join(f"<w:p><w:r><w:t xml:space=\"preserve\">{escape(p)}</w:t></w:r></w:p>" for p in paragraphs))
+
+
+def make_docx_body(body: str) -> bytes:
+    """A docx whose ``w:body`` is ``body`` (WordprocessingML, ``w:`` prefix)."""
     doc = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
         '<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from msft_files import make_docx, make_pdf
+from msft_files import make_docx, make_docx_body, make_pdf
 
 from engram_microsoft import ExtractionError, extract_text, extractable
 
@@ -41,3 +41,33 @@ def test_corrupt_docx_reports_extraction_error():
 def test_corrupt_pdf_reports_extraction_error():
     with pytest.raises(ExtractionError, match="pdf"):
         extract_text("broken.pdf", None, b"%PDF-1.4 garbage")
+
+
+def _p(*runs: str) -> str:
+    return "<w:p>" + "".join(runs) + "</w:p>"
+
+
+def _r(text: str) -> str:
+    return f'<w:r><w:t xml:space="preserve">{text}</w:t></w:r>'
+
+
+def test_docx_text_box_paragraph_is_its_own_line_once():
+    box = ('<w:r><w:pict><w:txbxContent xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+           + _p(_r("boxed")) + "</w:txbxContent></w:pict></w:r>")
+    assert extract_text("a.docx", None, make_docx_body(_p(_r("outer"), box))) == "outer\nboxed"
+
+
+def test_docx_page_break_inside_a_paragraph_is_a_line_break():
+    body = _p(_r("end"), '<w:r><w:t>x</w:t><w:br w:type="page"/><w:t>y</w:t></w:r>', _r(" next"))
+    assert extract_text("a.docx", None, make_docx_body(body)) == "endx\ny next"
+
+
+def test_zip_without_a_document_reports_extraction_error():
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("hello.txt", "hi")
+    with pytest.raises(ExtractionError, match="docx"):
+        extract_text("empty.docx", None, buf.getvalue())

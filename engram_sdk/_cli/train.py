@@ -158,7 +158,7 @@ def query_cmd(
 
 # --- engram adapters ----------------------------------------------------------------------------------
 
-adapters_app = typer.Typer(help="Team adapter versions: list, show, publish, rollback, export.",
+adapters_app = typer.Typer(help="Team adapter versions: list, show, report, publish, rollback, export.",
                            no_args_is_help=True)
 app.add_typer(adapters_app, name="adapters")
 
@@ -202,6 +202,33 @@ def adapters_show(
         return
     for k, v in out.items():
         console.print(f"{k:>24}  {v}", highlight=False)
+
+
+@adapters_app.command("report")
+def adapters_report(
+    team: str = typer.Argument(..., help="The team."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the page "
+                                       "(default: adapter-report-TEAM.html; - for stdout)."),
+) -> None:
+    """Write one self-contained HTML page: every version with its status, gate figures and gate reasons,
+    and plots of loss per step, recall / retention / general score and prompt tokens against retrieval."""
+    try:
+        from engram_training.report import render
+    except ImportError:
+        from rich.markup import escape
+
+        fail(escape("this command needs the `train` extra (matplotlib): pip install 'engram-sdk[train]'"))
+    from engram_training.registry import team_dir_name
+
+    s = settings()
+    with open_store(s) as store:
+        page = render(_registry(store, s), team)
+    if str(out) == "-":
+        sys.stdout.write(page)
+        return
+    target = out or Path(f"adapter-report-{team_dir_name(team)}.html")
+    target.write_text(page, encoding="utf-8")
+    console.print(f"wrote {target}", highlight=False)
 
 
 @adapters_app.command("publish")

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -369,6 +369,31 @@ def list_adapters(team: TEAM, request: Request, key: Caller) -> AdapterList:
     reg = _registry(_state(request))
     versions = reg.versions(team)
     return AdapterList(team=team, current=reg.current_version(team), adapters=[_adapter(v) for v in versions])
+
+
+# The report page runs no script and loads nothing: its plots are data: images, its style inline.
+REPORT_HEADERS = {"Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'",
+                  "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+@router.get("/teams/{team}/adapters/report", response_class=HTMLResponse, tags=["adapters"],
+            responses={200: {"content": {"text/html": {}}}})
+def adapter_report(team: TEAM, request: Request, key: Caller) -> HTMLResponse:
+    """The team's adapter report (admin, read-only): one self-contained HTML page, the same one
+    `engram adapters report TEAM` writes."""
+    allow(key, team, "admin")
+    reg = _registry(_state(request))
+    try:
+        from engram_training.report import render
+    except ImportError as exc:
+        raise ApiError(503, f"the adapter report needs engram-sdk[train] ({exc.name})") from None
+    from engram_sdk._exceptions import TrainingError
+
+    try:
+        page = render(reg, team)
+    except TrainingError as exc:
+        raise ApiError(404, str(exc)) from None
+    return HTMLResponse(page, headers=REPORT_HEADERS)
 
 
 @router.post("/teams/{team}/adapters/{version}/rollback", response_model=AdapterInfo, tags=["adapters"])

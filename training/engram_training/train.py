@@ -264,7 +264,9 @@ def train(
         "entities_in_weights": in_weights,
         "metrics": metrics,
         "gates": {"passed": not reasons, "reasons": reasons},
+        # About 50 points of the loss curve: the loss of every ``loss_every``-th step from step 1.
         "losses": losses[:: max(1, len(losses) // 50)],
+        "loss_every": max(1, len(losses) // 50),
     }
     with open(staging / "probe.jsonl", "w") as f:
         for p in ds.probe + ds.old_probe:

@@ -101,6 +101,7 @@ def test_a_long_running_command_is_started_probed_and_stopped(tmp_path: Path) ->
     session = Session(env=base_env(tmp_path, ENGRAM_HOME=str(tmp_path / "home")), cwd=tmp_path)
     run_document("```bash\nengram sandbox notion --port 8765 &\n"
                  "python -c \"import httpx; httpx.get('http://127.0.0.1:8765/v1/users/me', headers="
-                 "{'Authorization': 'Bearer secret_sandbox', 'Notion-Version': '2025-09-03'}).raise_for_status()\"\n```\n", "t.md", session)
+                 "{'Authorization': 'Bearer secret_sandbox', 'Notion-Version': '2025-09-03'})"
+                 ".raise_for_status()\"\n```\n", "t.md", session)
     assert session.ports["8765"] != "8765" and len(session.background) == 1
     assert session.background[0].poll() is not None  # stopped when the document ended

@@ -47,6 +47,7 @@ def _session(tmp_path: Path, user_cache: Path, tiny_model: Path) -> Session:
     return Session(env=env, cwd=work)
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("doc", DOCS)
 def test_the_docs_blocks_run(doc: str, tmp_path: Path, user_cache: Path, tiny_model: Path) -> None:
     text = (ROOT / doc).read_text()

@@ -25,6 +25,7 @@ __all__ = [
     "Role",
     "SigningKeyIn",
     "SigningKeyOut",
+    "Source",
     "TrainJob",
     "TrainRequest",
     "Usage",
@@ -116,10 +117,22 @@ class Usage(BaseModel):
     completion_tokens: int
 
 
+class Source(BaseModel):
+    entity_id: str
+    title: str
+    url: str | None = None
+
+
 class QueryResponse(BaseModel):
     answer: str
     adapter_version: int | None = Field(description="the team adapter version that answered")
     usage: Usage
+    retrieval_prompt_tokens: int | None = Field(
+        default=None, description="prompt tokens a BM25 top-k retrieval prompt would need for the same question "
+        "(the trainer's retrieval baseline over the team's pages); null when it could not be estimated")
+    sources: list[Source] = Field(
+        default_factory=list, description="the team's pages the answer most likely rests on, best first: found "
+        "after answering by BM25 over the answer text, so they cost no prompt tokens")
 
 
 class AdapterInfo(BaseModel):

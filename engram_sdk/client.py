@@ -12,6 +12,7 @@ from ._api import (
     IngestResponse,
     QueryResponse,
     SigningKeyOut,
+    Source,
     TrainJob,
     Usage,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "QueryResponse",
     "ServiceUnavailable",
     "SigningKeyOut",
+    "Source",
     "TrainJob",
     "Unauthorized",
     "UnsupportedMediaType",

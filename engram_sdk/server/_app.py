@@ -83,6 +83,7 @@ class State:
         self._pool_factory = pool_factory or _default_pool
         self._pool: Any = None
         self._pool_lock = threading.Lock()
+        self.pages: Any = None  # engram_training.pages.PagesCache, made with the pool's tokenizer
         self.model = "not_loaded"
         self.model_error: str | None = None
         self._buckets: dict[str, TokenBucket] = {}
@@ -289,7 +290,8 @@ def revoke_signing_key(team: TEAM, kid: Annotated[str, Path(max_length=100)], re
              responses={200: {"content": {"text/event-stream": {}}}})
 async def query(team: TEAM, body: QueryRequest, request: Request, key: Caller) -> Any:
     """Ask the team's current adapter. With ``stream: true`` the answer comes as server-sent events:
-    ``data: {"delta": "..."}`` per piece, then ``event: done`` with the usage."""
+    ``data: {"delta": "..."}`` per piece, then ``event: done`` with the whole response (usage,
+    ``retrieval_prompt_tokens``, ``sources``)."""
     allow(key, team, "query")
     st = _state(request)
     wait = st.bucket(key.key_id).try_acquire()
@@ -311,8 +313,10 @@ async def query(team: TEAM, body: QueryRequest, request: Request, key: Caller) -
         except NoAdapter as exc:
             raise ApiError(409, str(exc), code="no_adapter") from None
         st.metrics.adapter_cache.labels("hit" if pool.hits > hits_before else "miss").inc()
+        extra = await asyncio.to_thread(_after_answer, st, pool, team, body.question, c)
         return QueryResponse(answer=c.text, adapter_version=c.adapter_version,
-                             usage=Usage(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens))
+                             usage=Usage(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens),
+                             **extra)
 
     # Streaming: generation runs in a thread and feeds a queue, so a slow reader never holds the
     # engine; the first item tells us whether the team has an adapter before any 200 is sent.
@@ -338,8 +342,10 @@ async def query(team: TEAM, body: QueryRequest, request: Request, key: Caller) -
         item = first
         while item is not None:
             if isinstance(item, Completion):
+                extra = await asyncio.to_thread(_after_answer, st, pool, team, body.question, item)
                 done = {"answer": item.text, "adapter_version": item.adapter_version,
-                        "usage": {"prompt_tokens": item.prompt_tokens, "completion_tokens": item.completion_tokens}}
+                        "usage": {"prompt_tokens": item.prompt_tokens, "completion_tokens": item.completion_tokens},
+                        **extra}
                 yield f"event: done\ndata: {json.dumps(done)}\n\n"
             elif isinstance(item, Exception):
                 yield f"event: error\ndata: {json.dumps({'error': {'code': 'internal_error', 'message': 'generation failed'}})}\n\n"
@@ -348,6 +354,30 @@ async def query(team: TEAM, body: QueryRequest, request: Request, key: Caller) -
             item = await queue.get()
 
     return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _after_answer(st: State, pool: Any, team: str, question: str, c: Any) -> dict[str, Any]:
+    """What an answer carries besides itself, at no prompt cost (engram_training.pages): the prompt
+    tokens a BM25 retrieval prompt would need for the question, and the pages the answer most likely
+    rests on. A failure here is logged and leaves both empty: the answer itself is already made."""
+    from engram_training.config import TrainConfig
+    from engram_training.pages import PagesCache
+
+    try:
+        if st.pages is None:
+            # The retrieval baseline's chunking and k, as this server's training jobs evaluate it.
+            o = st.config.train_overrides
+            st.pages = PagesCache(st.store, pool.engine.base.tokenizer,
+                                  chunk_tokens=o.get("rag_chunk_tokens", TrainConfig.rag_chunk_tokens),
+                                  top_k=o.get("rag_top_k", TrainConfig.rag_top_k),
+                                  capacity=st.config.adapter_cache_size)
+        pages = st.pages.get(team, c.adapter_version)
+        return {"retrieval_prompt_tokens": pages.retrieval_prompt_tokens(question),
+                "sources": [{"entity_id": s.entity_id, "title": s.title, "url": s.url}
+                            for s in pages.sources(c.text)]}
+    except Exception:
+        log.exception("could not estimate retrieval tokens or find sources for team %s", team)
+        return {"retrieval_prompt_tokens": None, "sources": []}
 
 
 def _registry(st: State) -> Any:

@@ -1,8 +1,9 @@
 """A partner's UI panel: a workspace page with an "Ask the team" side panel, and the small backend
 behind it.
 
-The browser only ever talks to this backend (``POST /api/ask``); the backend calls the Engram
-server through the SDK client with an API key that stays in this process. In a real product this
+The browser only ever talks to this backend (``POST /api/ask``, which streams the answer back as
+it is made); the backend calls the Engram server through the SDK client with an API key that stays
+in this process. In a real product this
 route sits behind the product's own login, which decides which team a user may ask.
 
     ENGRAM_URL=http://127.0.0.1:8000 ENGRAM_API_KEY=egk_... ENGRAM_TEAM=acme \\
@@ -12,6 +13,7 @@ route sits behind the product's own login, which decides which team a user may a
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -20,17 +22,65 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from engram_sdk.client import APIError, APIRateLimited, AsyncEngramClient, Forbidden, Unauthorized
+from engram_sdk.client import (
+    APIError,
+    APIRateLimited,
+    AsyncEngramClient,
+    Forbidden,
+    NoAdapterError,
+    QueryResponse,
+    Unauthorized,
+)
 
 log = logging.getLogger("partner.ui")
 
 STATIC = Path(__file__).parent / "static"
 MAX_QUESTION = 2000  # characters; a panel question, not a document
 MAX_TOKENS = 64
+UNAVAILABLE = "The team assistant is not available right now."
+
+
+def notice(exc: APIError) -> JSONResponse:
+    """An error answer from Engram as the short notice the panel shows; details go to our log only."""
+    if isinstance(exc, APIRateLimited):
+        headers = {"Retry-After": f"{exc.retry_after:.0f}"} if exc.retry_after else None
+        return JSONResponse({"error": "Too many questions right now; try again shortly."}, 429, headers=headers)
+    if isinstance(exc, (Unauthorized, Forbidden)):
+        # Our key is wrong or revoked: the operator's problem; the browser learns nothing about it.
+        log.error("Engram refused the backend's API key: %s", exc)
+        return JSONResponse({"error": UNAVAILABLE}, 503)
+    if isinstance(exc, NoAdapterError):
+        return JSONResponse({"error": "The team assistant is still learning; try again later."}, 503)
+    log.error("Engram query failed: %s", exc)
+    return JSONResponse({"error": UNAVAILABLE}, 502)
+
+
+async def lines(first: str | QueryResponse, stream: AsyncIterator[str | QueryResponse]) -> AsyncIterator[str]:
+    """The answer to the browser as it is made, one JSON object a line: ``{"delta": "..."}`` per
+    piece, then ``{"done": {...}}`` with the whole answer, its token counts and its sources (or
+    ``{"error": "..."}`` if Engram fails half-way)."""
+    item: str | QueryResponse | None = first
+    try:
+        while item is not None:
+            if isinstance(item, QueryResponse):
+                done = {"answer": item.answer.strip(), "adapter_version": item.adapter_version,
+                        "prompt_tokens": item.usage.prompt_tokens,
+                        "completion_tokens": item.usage.completion_tokens,
+                        "retrieval_prompt_tokens": item.retrieval_prompt_tokens,
+                        "sources": [{"title": s.title or s.entity_id, "url": s.url} for s in item.sources]}
+                yield json.dumps({"done": done}) + "\n"
+            else:
+                yield json.dumps({"delta": item}) + "\n"
+            item = await anext(stream, None)
+    except APIError as exc:
+        log.error("Engram failed while answering: %s", exc)
+        yield json.dumps({"error": UNAVAILABLE}) + "\n"
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]  # query_stream is an async generator
 
 
 def create_app(engram_url: str, api_key: str, team: str) -> Starlette:
@@ -56,22 +106,14 @@ def create_app(engram_url: str, api_key: str, team: str) -> Starlette:
         if not question or len(question) > MAX_QUESTION:
             return JSONResponse({"error": f"a question has 1 to {MAX_QUESTION} characters"}, 400)
         engram: AsyncEngramClient = request.app.state.engram
+        stream = engram.query_stream(team, question, max_tokens=MAX_TOKENS)
         try:
-            r = await engram.query(team, question, max_tokens=MAX_TOKENS)
-        except APIRateLimited as exc:
-            headers = {"Retry-After": f"{exc.retry_after:.0f}"} if exc.retry_after else None
-            return JSONResponse({"error": "Too many questions right now; try again shortly."}, 429, headers=headers)
-        except (Unauthorized, Forbidden) as exc:
-            # Our key is wrong or revoked: the operator's problem; the browser learns nothing about it.
-            log.error("Engram refused the backend's API key: %s", exc)
-            return JSONResponse({"error": "The team assistant is not available right now."}, 503)
+            first = await anext(stream)  # an error answer (rate limit, no adapter, bad key) comes here
         except APIError as exc:
-            if exc.code == "no_adapter":
-                return JSONResponse({"error": "The team assistant is still learning; try again later."}, 503)
-            log.error("Engram query failed: %s", exc)
-            return JSONResponse({"error": "The team assistant is not available right now."}, 502)
-        return JSONResponse({"question": question, "answer": r.answer.strip(), "adapter_version": r.adapter_version,
-                             "prompt_tokens": r.usage.prompt_tokens, "completion_tokens": r.usage.completion_tokens})
+            await stream.aclose()  # type: ignore[attr-defined]  # query_stream is an async generator
+            return notice(exc)
+        return StreamingResponse(lines(first, stream), media_type="application/x-ndjson",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     return Starlette(routes=[Route("/", page), Route("/api/ask", ask, methods=["POST"]),
                              Mount("/static", StaticFiles(directory=STATIC), name="static")],

@@ -5,14 +5,14 @@
   the API on the tiny random model: answers are gibberish, but they are real answers with real token
   counts. Its query rate is low (``QUERY_RATE``) so that a rate limit can be reached on purpose;
   each test takes fresh API keys (``new_key``), and every key has its own budget.
-- ``chromium``: Debian's chromium, installed with apt-get when it is missing (CI reaches Debian's
-  package registry; Playwright never downloads a browser here).
+- ``chromium``: Debian's chromium (``/usr/bin/chromium``; .ci/run installs it with apt-get when it
+  is missing). Without it the browser tests fail, saying how to install it; they never skip, and
+  Playwright never downloads a browser.
+- ``artifacts``: ``test-artifacts/`` at the repository root, where the browser tests save screenshots.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,7 @@ from tests.server.conftest import TINY_TRAINING, Deployment, make_deployment
 from tests.waiting import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 QUERY_RATE = "5/min"  # per API key
 # Steps enough at a high rate that the random model's greedy answers move off its untrained output
 # (all newlines for most prompts), so an answer has visible text.
@@ -74,11 +75,17 @@ def engram_server(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) ->
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
+    """Debian's Chromium. Missing, the browser tests fail (never skip): .ci/run installs it in CI."""
     if not Path(CHROMIUM).exists():
-        apt = shutil.which("apt-get")
-        assert apt, f"{CHROMIUM} is missing and there is no apt-get to install Debian's chromium"
-        subprocess.run([apt, "update", "-qq"], check=True)
-        subprocess.run([apt, "install", "-y", "-qq", "chromium"], check=True,
-                       env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-    assert Path(CHROMIUM).exists(), f"apt-get did not install {CHROMIUM}"
+        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. Install it with "
+                    "`sudo apt-get install chromium` (.ci/run does this in CI); Playwright drives it as it is "
+                    "and never downloads a browser.", pytrace=False)
     return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """test-artifacts/ at the repository root (git-ignored): the browser tests' screenshots, kept
+    after the run so CI can upload them."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

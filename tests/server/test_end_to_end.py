@@ -3,14 +3,16 @@ a tiny random model. Two teams, so every step also checks that neither sees the 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from engram_sdk import Document, build_events
 from engram_sdk._sandbox import serve
-from engram_sdk.client import EngramClient, Forbidden
+from engram_sdk.client import AsyncEngramClient, EngramClient, Forbidden, Source
 from engram_sdk.server import ServerConfig, create_app
 from tests.factories import T0
 from tests.server.conftest import TINY_TRAINING, make_deployment
@@ -86,6 +88,42 @@ def test_streamed_answer_equals_the_plain_one(trained):
     items = list(clients["acme"].query_stream("acme", QUESTION, max_tokens=12))
     *pieces, final = items
     assert "".join(pieces) == final.answer == plain.answer and final.usage == plain.usage
+
+
+def test_an_answer_carries_the_retrieval_estimate_and_its_sources(trained):
+    from transformers import AutoTokenizer
+
+    from engram_training.dataset import collect, page_chunks
+    from engram_training.evaluate import retrieval_contexts
+    from engram_training.infer import prompt_ids
+    from engram_training.pages import TeamPages
+
+    dep, srv, clients, _ = trained
+    plain = clients["acme"].query("acme", QUESTION, max_tokens=12)
+    *_, streamed = clients["acme"].query_stream("acme", QUESTION, max_tokens=12)
+
+    async def ask_async():
+        async with AsyncEngramClient(srv.url, dep.tokens[("acme", "query")]) as c:
+            return await c.query("acme", QUESTION, max_tokens=12)
+
+    from_async = asyncio.run(ask_async())
+    raw = httpx.post(f"{srv.url}/v1/teams/acme/query", headers=dep.headers("acme", "query"),
+                     json={"question": QUESTION, "max_tokens": 12}).json()
+    assert {"sources", "retrieval_prompt_tokens"} <= raw.keys()
+
+    # M is the trainer's own retrieval baseline prompt for this question (BM25 top-3 of 256-token
+    # chunks of the team's pages), counted with the model's tokenizer: far more than the adapter's.
+    tok = AutoTokenizer.from_pretrained(dep.settings.base_model)
+    col = collect(dep.store, "acme")
+    context = retrieval_contexts(page_chunks(col, tok, 256), [QUESTION], top_k=3)[0]
+    expected = len(prompt_ids(tok, QUESTION, context))
+    assert (plain.retrieval_prompt_tokens == streamed.retrieval_prompt_tokens == from_async.retrieval_prompt_tokens
+            == raw["retrieval_prompt_tokens"] == expected > plain.usage.prompt_tokens)
+    # Sources are matched against the answer after it is made: the answer's own pages, acme's only.
+    found = [Source(entity_id=s.entity_id, title=s.title, url=s.url)
+             for s in TeamPages(col, tok, chunk_tokens=256, top_k=3).sources(plain.answer)]
+    assert plain.sources == streamed.sources == from_async.sources == found
+    assert {s.entity_id for s in plain.sources} <= {f"acme-page-{i}" for i in range(3)}
 
 
 def test_stop_sequences_cut_the_answer(trained):

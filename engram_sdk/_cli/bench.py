@@ -224,6 +224,8 @@ def bench_serve(
         console.print(f"{k:>2} adapter(s) in rotation: {r['qps']} queries/s, p50 {r['p50_ms']} ms, "
                       f"p95 {r['p95_ms']} ms ({r['cache_misses']} cache misses)")
     console.print(f"8 adapters vs 1: {result['rotation_8_vs_1']} of the queries/s (target >= 0.9)")
+    console.print(f"a team's first answer, adapter not loaded: first token {result['cold_adapter_first_token_s']} s "
+                  f"(target <= 1), whole answer {result['cold_adapter_answer_s']} s (target <= 3.5)")
 
 
 def _recipe(pairs: list[str]) -> dict[str, Any]:

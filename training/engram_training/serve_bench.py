@@ -92,6 +92,16 @@ def run(settings: Settings, *, queries: int = 32, max_tokens: int = 32, capacity
         say("creating 32 team adapters")
         _make_adapters(base, registry, teams, Path(tmp) / "work")
         pool = AdapterPool(Engine(base), registry, capacity=capacity)
+        # A team's first answer with the model warm and its adapter not loaded yet (the first
+        # question after a deploy or a new version): first streamed piece, and the whole answer.
+        say("a team's first answer, its adapter not loaded yet")
+        t0 = time.perf_counter()
+        first = None
+        for item in pool.stream(teams[-1], QUESTION, max_tokens=max_tokens, ignore_eos=True):
+            if first is None and isinstance(item, str) and item:
+                first = time.perf_counter() - t0
+        result["cold_adapter_first_token_s"] = round(first or 0.0, 3)
+        result["cold_adapter_answer_s"] = round(time.perf_counter() - t0, 3)
         result["adapters"] = {}
         for k in (1, 8, 32):
             rotation = teams[:k]

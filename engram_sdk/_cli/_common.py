@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .._config import Settings
@@ -117,11 +118,12 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> int:
         with show_waits():
             code = app(args=argv, standalone_mode=False)
         return code if isinstance(code, int) else 0
+    # The reason is printed as it is, not as markup: "pip install 'engram-sdk[train]'" keeps its extra.
     except CommandFailed as exc:
-        err_console.print(f"[red]error:[/red] {one_line(exc)}", highlight=False, markup=True, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(one_line(exc))}", highlight=False, soft_wrap=True)
         return exc.code
     except EngramError as exc:
-        err_console.print(f"[red]error:[/red] {one_line(exc)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {escape(one_line(exc))}", highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err_console.print("interrupted")

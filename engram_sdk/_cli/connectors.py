@@ -193,8 +193,10 @@ def list_connectors(as_json: bool = JsonOption) -> None:
         emit_json({"connectors": rows})
         return
     if not rows:
-        console.print("no connectors installed (pip install 'engram-sdk[notion]', or a third-party package)")
+        console.print("no connectors installed (pip install 'engram-sdk[notion]', or a third-party package)",
+                      markup=False)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("platform", "package", "version", "kind", "status")
@@ -202,7 +204,7 @@ def list_connectors(as_json: bool = JsonOption) -> None:
     for r in rows:
         kind = "built-in" if r["builtin"] else ("third-party" if r["origin"] == "entry point" else r["origin"])
         table.add_row(r["platform"], r["package"] or "-", r["version"] or "-", kind,
-                      "ok" if r["loads"] else f"unavailable: {r['problem']}")
+                      "ok" if r["loads"] else escape(f"unavailable: {r['problem']}"))
     console.print(table)
 
 
@@ -507,7 +509,10 @@ def sandbox(
     """Run a platform's sandbox (a local server speaking its API) in the foreground."""
     from importlib import import_module
 
-    from .._sandbox import run_forever
+    try:
+        from .._sandbox import run_forever
+    except ImportError as exc:  # starlette and uvicorn come with the server extra
+        fail(f"sandboxes need the `server` extra: pip install 'engram-sdk[server]' ({exc.name} is missing)")
 
     cls = load_connector(platform)
     if not cls.sandbox:

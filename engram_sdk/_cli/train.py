@@ -29,9 +29,7 @@ def _need_torch() -> None:
         import peft  # noqa: F401
         import transformers  # noqa: F401
     except ImportError:
-        from rich.markup import escape
-
-        fail(escape(TRAIN_HINT))
+        fail(TRAIN_HINT)
 
 
 def _registry(store: Any, s: Any) -> Any:
@@ -215,9 +213,7 @@ def adapters_report(
     try:
         from engram_training.report import render
     except ImportError:
-        from rich.markup import escape
-
-        fail(escape("this command needs the `train` extra (matplotlib): pip install 'engram-sdk[train]'"))
+        fail("this command needs the `train` extra (matplotlib): pip install 'engram-sdk[train]'")
     from engram_training.registry import team_dir_name
 
     s = settings()

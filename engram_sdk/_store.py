@@ -320,10 +320,14 @@ class EventStore:
             row = conn.execute(q).first()
         return self._stored(team_id, row) if row else None
 
-    def count(self, team_id: str | None = None) -> int:
+    def count(self, team_id: str | None = None, *, after: str | None = None) -> int:
+        """Stored events (of one team); with ``after`` (a cursor, e.g. an adapter's watermark) only
+        those stored after it."""
         q = sa.select(sa.func.count()).select_from(t.events)
         if team_id is not None:
             q = q.where(t.events.c.team_id == team_id)
+        if after:
+            q = q.where(t.events.c.seq > _seq_of(after))
         with self.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
 

@@ -48,7 +48,7 @@ def _root(
     """Engram SDK: a team's workspace -> signed training events -> a team adapter."""
 
 # Command groups register themselves on import: keep this list the one place that names them.
-from . import bench, connectors, demo, events, home, keys, schedule, serve, train  # noqa: E402,F401
+from . import bench, connectors, demo, events, home, keys, schedule, serve, status, train  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

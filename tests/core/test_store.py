@@ -151,3 +151,14 @@ def test_stored_envelope_is_the_received_json(store, keyring):
     body["time"] = "2026-03-01T09:00:00.000+00:00"
     store.append([parse_event(json.dumps(body))])
     assert store.get("acme", ev.id).envelope["time"] == "2026-03-01T09:00:00.000+00:00"
+
+
+
+def test_count_after_a_cursor_counts_only_what_was_stored_later(store, keyring):
+    store.append(signed_events(keyring, 3))
+    cursor = store.read("acme").cursor
+    store.append(signed_events(keyring, 2, start=3))
+    later = store.read("acme", after=cursor, limit=10_000)
+    assert 0 < store.count("acme", after=cursor) == len(later.events) < store.count("acme")
+    assert store.count("acme", after=later.cursor) == 0
+    assert store.count("acme", after=None) == store.count("acme") and store.count("other", after=cursor) == 0

@@ -21,6 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from engram_sdk._config import ensure_private_dir
+
 from . import facts as F
 from .dataset import ProbeItem
 from .infer import Engine
@@ -147,7 +149,7 @@ def base_general(engine: Engine, config: Any, cache: Path | None) -> tuple[Score
               batch_size=config.eval_batch_size)
     ppl = perplexity(engine, general_text(), adapter=None)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(path.parent)  # the per-user cache is 0700 all the way down
         path.write_text(json.dumps({"accuracy": s.accuracy, "correct": s.correct, "total": s.total,
                                     "prompt_tokens": s.prompt_tokens, "wrong": s.wrong, "perplexity": ppl,
                                     "ok": s.ok}))

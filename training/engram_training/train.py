@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from engram_sdk._config import Settings
+from engram_sdk._config import Settings, ensure_private_dir
 from engram_sdk._exceptions import GateFailed, TrainingError
 from engram_sdk._store import EventStore
 
@@ -393,7 +393,7 @@ def _general_replay(base: base_model.BaseModel, cache: Path, config: TrainConfig
                        batch_size=config.eval_batch_size, device=base.device)
     out = [[{"role": "user", "content": p}, {"role": "assistant", "content": a}]
            for p, (a, n) in zip(prompts, answers) if a and n < 96]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)  # the per-user cache is 0700 all the way down
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(m) + "\n" for m in out))
     tmp.replace(path)

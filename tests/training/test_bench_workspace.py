@@ -41,11 +41,10 @@ def test_scoring_refuses_old_values_and_credits_only_real_abstention():
 def test_bench_reports_every_figure_with_baselines_from_the_same_run(team_env, tmp_path):
     config = TrainConfig(epochs=1, max_examples=120, max_new_tokens=4, eval_baselines=[], min_recall=0,
                          general_tolerance=1, eval_batch_size=64)
-    later = TrainConfig(**{**config.to_dict(), "lr": 5e-4})
-    out = run_workspace(config, workspace="tidewater", continual=later,
-                        replay_per_example=2)
+    later = TrainConfig(**{**config.to_dict(), "lr": 5e-4, "continual_replay_per_example": 2})
+    out = run_workspace(config, workspace="tidewater", continual=later)
     assert out["continual_config"]["lr"] == 5e-4 and out["config"]["lr"] == config.lr
-    assert out["replay_per_example"] == 2
+    assert out["continual_config"]["continual_replay_per_example"] == 2
     for key in KEYS:
         assert key in out, key
     assert out["written_questions"]["single"] >= 20 and out["written_questions"]["unanswerable"] >= 10

@@ -115,8 +115,7 @@ __all__ = ["Progress", "run"]
 
 def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                   on_progress: Any = None, on_step: Any = None, baselines: bool = True,
-                  whole_workspace: bool = False, continual: TrainConfig | None = None,
-                  replay_per_example: int = 4) -> dict[str, Any]:
+                  whole_workspace: bool = False, continual: TrainConfig | None = None) -> dict[str, Any]:
     """Train a first version on ``workspace``, ask its hand-written questions (adapter closed-book,
     the base model, BM25 retrieval at several chunk sizes and k), apply its text edits as the
     Notion connector delivers them, run one continual update, and ask the edit questions.
@@ -128,7 +127,6 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
     from .evaluate import dense_contexts, retrieval_contexts
     from .infer import Engine
     from .registry import Registry
-    from .train import Bounds
 
     say = on_step or (lambda m: None)
     started = time.perf_counter()
@@ -201,8 +199,8 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
 
             say("applying the workspace's edits and running one continual update")
             samples.ingest(store, keyring, team_id=team, records=W.edit_records(records, changes))
-            r2 = train(team, store=store, settings=settings, config=continual or config, on_progress=on_progress,
-                       bounds=Bounds(replay_per_example=replay_per_example, retention_questions=64))
+            # Bounded by the update's own config (``continual_*``), as a nightly update is.
+            r2 = train(team, store=store, settings=settings, config=continual or config, on_progress=on_progress)
             engine = Engine(base)
             try:
                 current = registry.current(team)
@@ -269,7 +267,6 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                     "edits": list(zip([q.id for q in later], adapter2["_answers"]))},
         "config": config.to_dict(),
         "continual_config": (continual or config).to_dict(),
-        "replay_per_example": replay_per_example,
         "cpu_threads": _threads(),
         "load_average": os.getloadavg()[0],
     }

@@ -1,11 +1,13 @@
 """Engram SDK: a team's workspace -> signed training events -> a per-team adapter.
 
-The public names are re-exported here from private modules; import from ``engram_sdk``.
+The public names are re-exported here from private modules; import from ``engram_sdk``. Plugins
+(the trainer in ``engram_training``, connectors) use only these names and the public submodules
+(``engram_sdk.connectors``, ``engram_sdk.scheduler``, ``engram_sdk.client``, ``engram_sdk.testing``).
 """
 
 from __future__ import annotations
 
-from ._config import Settings
+from ._config import Settings, ensure_private_dir
 from ._events import EVENT_TYPES, TrainingEvent, build_events, content_digest, event_id, parse_event
 from ._exceptions import (
     APIConflict,
@@ -20,6 +22,7 @@ from ._exceptions import (
     EngramError,
     EventError,
     Forbidden,
+    GateFailed,
     InternalServerError,
     InvalidRequest,
     KeyringError,
@@ -37,7 +40,7 @@ from ._exceptions import (
 from ._ingest import FileReport, Rejection, check_envelope, import_file, verify_file
 from ._records import LIMITS, Document, Edit, Message, Part, Person, Thread, Tombstone, parse_record, split_record
 from ._signing import KeyInfo, Keyring, TrustedKey, TrustedKeys, load_key_set, sign_event, verify_event
-from ._store import AppendResult, EventPage, EventStore, StoredEvent
+from ._store import AppendResult, EventPage, EventStore, StoredAdapter, StoredEvent
 
 __version__ = "0.1.0"
 
@@ -62,6 +65,7 @@ __all__ = [
     "EventStore",
     "FileReport",
     "Forbidden",
+    "GateFailed",
     "InternalServerError",
     "InvalidRequest",
     "KeyInfo",
@@ -79,6 +83,7 @@ __all__ = [
     "Settings",
     "SignatureError",
     "StoreError",
+    "StoredAdapter",
     "StoredEvent",
     "Thread",
     "Tombstone",
@@ -91,6 +96,7 @@ __all__ = [
     "build_events",
     "check_envelope",
     "content_digest",
+    "ensure_private_dir",
     "event_id",
     "import_file",
     "load_key_set",

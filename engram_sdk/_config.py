@@ -106,7 +106,10 @@ class Settings:
 
 def ensure_private_dir(path: Path) -> None:
     """Create ``path`` and any missing parent with mode 0700 (``mkdir(parents=True, mode=...)``
-    applies the mode to the last component only). Existing directories are left as they are."""
+    applies the mode to the last component only). Existing directories are left as they are.
+
+    Public because plugins write into ENGRAM_HOME and the per-user cache too (the trainer's model
+    copies and caches): the rule that those are 0700 all the way down keeps one implementation."""
     missing = []
     p = Path(path)
     while not p.exists():

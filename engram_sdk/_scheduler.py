@@ -58,7 +58,7 @@ from ._exceptions import ConnectorError, EngramError, SchedulerLocked, TrainingE
 from ._jobs import ACTIVE, Jobs, run_job
 from ._secrets import SecretStore, open_secret_store
 from ._signing import Keyring
-from ._store import EventStore, _seq_of, as_utc
+from ._store import EventStore, as_utc
 from ._sync import SyncProgress, SyncRunner
 
 __all__ = [
@@ -582,25 +582,12 @@ def sync_job(connection: str) -> int:
     return run.events
 
 
-def _new_events(store: EventStore, team: str) -> int:
-    """Events of ``team`` stored after its current adapter's watermark (all of them: no adapter yet)."""
-    cur, ver = t.adapter_current, t.adapter_versions
-    with store.engine.connect() as conn:
-        row = conn.execute(sa.select(ver.c.manifest)
-                           .select_from(cur.join(ver, (ver.c.team_id == cur.c.team_id) & (ver.c.version == cur.c.version)))
-                           .where(cur.c.team_id == team)).first()
-        watermark = json.loads(row.manifest).get("watermark") if row else None
-        after = _seq_of(watermark) if watermark else 0
-        return int(conn.execute(sa.select(sa.func.count()).where(t.events.c.team_id == team,
-                                                                  t.events.c.seq > after)).scalar_one())
-
-
 def sleep_job(team: str) -> int:
     """The nightly training of ``team`` on what arrived since its current adapter (whoever trained
     it); returns how many events that was (0: nothing new, nothing trained)."""
     s = _running()
     with s._run(f"sleep:{team}", retry_cap=6 * 3600.0) as run:
-        run.events = _new_events(s.store, team)
+        run.events = s.store.events_since_adapter(team)
         if run.events == 0:
             run.status = "skipped"
             log.info("sleep %s: no events since the current adapter; nothing to train", team)

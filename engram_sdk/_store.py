@@ -1,13 +1,17 @@
 """The event store: append-only, idempotent by event id, partitioned by team.
 
 SQLAlchemy Core over SQLite (one file, WAL) by default, or PostgreSQL when the URL names one; the
-same code serves both. It also keeps connector checkpoints and the trusted signing keys.
+same code serves both. It also keeps connector checkpoints, the trusted signing keys and the
+adapter index (each team's adapter versions and its current one; the files are the registry's).
 
 - ``append(events, checkpoint=...)`` writes one batch in one transaction, the checkpoint with it.
   Per event the result is *accepted*, *duplicate* (same id, same content) or *conflict* (same id,
   different content: nothing is written for it and the stored event stays as it was).
 - ``read(team, after=cursor)`` pages through one team's events in append order; the cursor is
   stable, so a reader that stops can resume exactly where it left off.
+- ``add_adapter_version(team, place, publish=...)`` reserves the team's next version number and
+  calls ``place`` in the same write transaction, so the registry's rename into place and the row
+  commit together or not at all.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -37,7 +41,7 @@ from ._events import TrainingEvent, content_core, parse_event
 from ._exceptions import StoreError
 from ._signing import TrustedKey, TrustedKeys, _b64u, _unb64u
 
-__all__ = ["AppendResult", "EventPage", "EventStore", "StoredEvent"]
+__all__ = ["AppendResult", "EventPage", "EventStore", "StoredAdapter", "StoredEvent"]
 
 _MIGRATIONS = Path(__file__).parent / "_migrations"
 _IN_CHUNK = 500  # ids per IN (...) query; far below SQLite's and PostgreSQL's parameter limits
@@ -81,6 +85,26 @@ class EventPage:
     # Whether more events were stored after this page when it was read. The cursor stays useful
     # when this is False: reading after it later returns only what arrived since.
     has_more: bool = False
+
+
+@dataclass(frozen=True)
+class StoredAdapter:
+    """One version of a team's adapter as the store indexes it; its files are the registry's
+    (``engram_training.registry``), under the adapters directory."""
+
+    team_id: str
+    version: int
+    status: str  # published | rejected
+    path: str  # the version's directory, relative to the adapters directory
+    manifest: dict[str, Any]  # base model, watermark, config, dataset, metrics, gates
+    reason: str | None  # why the gates failed, for a rejected version
+    created_at: datetime
+    current: bool = False
+
+    @property
+    def watermark(self) -> str | None:
+        """The store cursor after the last event this version was trained on."""
+        return self.manifest.get("watermark")
 
 
 def _cursor(seq: int) -> str:
@@ -335,6 +359,18 @@ class EventStore:
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(sa.select(t.events.c.team_id).distinct().order_by(t.events.c.team_id))]
 
+    def purge_team_events(self, team_id: str) -> int:
+        """Delete every event of a team (the one exception to append-only: a team that leaves);
+        returns how many there were."""
+        with self._write() as conn:
+            return int(conn.execute(t.events.delete().where(t.events.c.team_id == team_id)).rowcount)
+
+    def insert_unchecked(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert prepared ``events`` rows in one plain INSERT: no digest lookup, no idempotency.
+        Only for measuring the store's floor (``engram bench events``); everything else appends."""
+        with self._write() as conn:
+            conn.execute(t.events.insert(), list(rows))
+
     # --- checkpoints -------------------------------------------------------------------------------
 
     def _put_checkpoint(self, conn: Connection, connection_id: str, state: dict[str, Any]) -> None:
@@ -393,6 +429,102 @@ class EventStore:
                        algorithm=r.algorithm)
             for r in rows
         )
+
+    # --- the adapter index -------------------------------------------------------------------------
+    # One row per trained version and each team's current version. The registry in engram_training
+    # owns the files; the scheduler and the status read what is current from here without it.
+
+    def _adapters(self) -> sa.Select[Any]:
+        v, c = t.adapter_versions, t.adapter_current
+        return (sa.select(v, c.c.version.label("current_version"))
+                .select_from(v.outerjoin(c, c.c.team_id == v.c.team_id)))
+
+    @staticmethod
+    def _adapter(r: Any) -> StoredAdapter:
+        return StoredAdapter(team_id=r.team_id, version=r.version, status=r.status, path=r.path,
+                             manifest=json.loads(r.manifest), reason=r.reason, created_at=as_utc(r.created_at),
+                             current=r.current_version == r.version)
+
+    def add_adapter_version(self, team_id: str, place: Callable[[int], tuple[str, dict[str, Any]]], *,
+                            publish: bool, reason: str | None = None) -> StoredAdapter:
+        """Index the team's next adapter version; published and made current when ``publish`` (its
+        gates passed), else kept as rejected with ``reason``.
+
+        One write transaction, so writers queue behind it: the next number is reserved, then
+        ``place(number)`` puts the version's files where they belong and returns their path and
+        manifest, then the row is inserted. If ``place`` raises, or the process dies before the
+        commit, nothing is indexed and the number stays free for the next run (whose ``place``
+        must replace what a crash left at that path)."""
+        v = t.adapter_versions
+        with self._write() as conn:
+            last = conn.execute(sa.select(sa.func.max(v.c.version)).where(v.c.team_id == team_id)).scalar()
+            version = int(last or 0) + 1
+            path, manifest = place(version)
+            now = _now()
+            conn.execute(v.insert().values(
+                team_id=team_id, version=version, status="published" if publish else "rejected", path=path,
+                manifest=json.dumps(manifest, default=str), reason=reason, created_at=now))
+            if publish:
+                self._put_current(conn, team_id, version, now)
+            row = conn.execute(self._adapters().where(v.c.team_id == team_id, v.c.version == version)).one()
+        return self._adapter(row)
+
+    def adapter_version(self, team_id: str, version: int | None = None) -> StoredAdapter | None:
+        """One version of a team's adapter; None means the current one. None if there is no such version."""
+        v, c = t.adapter_versions, t.adapter_current
+        q = self._adapters().where(v.c.team_id == team_id)
+        q = q.where(c.c.version == v.c.version) if version is None else q.where(v.c.version == version)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return self._adapter(row) if row else None
+
+    def adapter_versions(self, team_id: str) -> list[StoredAdapter]:
+        """Every version of a team's adapter, oldest first."""
+        v = t.adapter_versions
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._adapters().where(v.c.team_id == team_id).order_by(v.c.version)).all()
+        return [self._adapter(r) for r in rows]
+
+    def current_adapter_version(self, team_id: str) -> int | None:
+        with self.engine.connect() as conn:
+            n = conn.execute(sa.select(t.adapter_current.c.version)
+                             .where(t.adapter_current.c.team_id == team_id)).scalar()
+        return int(n) if n is not None else None
+
+    def adapter_teams(self) -> list[str]:
+        """Teams with at least one adapter version (published or not)."""
+        v = t.adapter_versions
+        with self.engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.select(v.c.team_id).distinct().order_by(v.c.team_id))]
+
+    def set_current_adapter(self, team_id: str, version: int, *, publish: bool = False) -> None:
+        """Make ``version`` the team's current adapter; with ``publish`` also mark it published (an
+        operator publishing a version whose gates failed). The registry decides what is allowed."""
+        v = t.adapter_versions
+        with self._write() as conn:
+            if publish:
+                conn.execute(v.update().where(v.c.team_id == team_id, v.c.version == version)
+                             .values(status="published"))
+            self._put_current(conn, team_id, version, _now())
+
+    def _put_current(self, conn: Connection, team_id: str, version: int, now: datetime) -> None:
+        c = t.adapter_current
+        updated = conn.execute(c.update().where(c.c.team_id == team_id).values(version=version, updated_at=now))
+        if updated.rowcount == 0:
+            conn.execute(c.insert().values(team_id=team_id, version=version, updated_at=now))
+
+    def delete_adapter_versions(self, team_id: str) -> int:
+        """Forget every version of a team's adapter (the registry removes the files); returns how many."""
+        with self._write() as conn:
+            n = conn.execute(t.adapter_versions.delete().where(t.adapter_versions.c.team_id == team_id)).rowcount
+            conn.execute(t.adapter_current.delete().where(t.adapter_current.c.team_id == team_id))
+        return int(n)
+
+    def events_since_adapter(self, team_id: str) -> int:
+        """Events of a team stored after its current adapter's watermark (all of them when it has
+        none): what the next training run would read."""
+        current = self.adapter_version(team_id)
+        return self.count(team_id, after=current.watermark if current else None)
 
 
 _PG_LOCK = int.from_bytes(hashlib.sha256(b"engram-store-write").digest()[:7], "big")

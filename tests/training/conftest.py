@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engram_sdk._config import Settings
-from engram_sdk._signing import Keyring, load_key_set
-from engram_sdk._store import EventStore
+from engram_sdk import EventStore, Keyring, Settings, load_key_set
 
 
 @pytest.fixture(scope="session")

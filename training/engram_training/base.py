@@ -32,8 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from engram_sdk._config import ensure_private_dir
-from engram_sdk._exceptions import TrainingError
+from engram_sdk import TrainingError, ensure_private_dir
 
 # Never reach for a model hub: every model is a local file or directory (peft would otherwise look
 # up the base model's config online when saving an adapter whose base is named, not a path).

@@ -14,10 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engram_sdk import samples
-from engram_sdk._config import Settings
-from engram_sdk._signing import Keyring, load_key_set
-from engram_sdk._store import EventStore
+from engram_sdk import EventStore, Keyring, Settings, load_key_set, samples
 
 from . import facts as F
 from .config import TrainConfig

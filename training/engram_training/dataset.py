@@ -25,9 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from engram_sdk._exceptions import SignatureError
-from engram_sdk._records import Document, Edit, Thread, Tombstone
-from engram_sdk._store import EventStore
+from engram_sdk import Document, Edit, EventStore, SignatureError, Thread, Tombstone
 
 from . import facts as F
 

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from engram_sdk._config import ensure_private_dir
+from engram_sdk import ensure_private_dir
 
 from . import facts as F
 from .dataset import ProbeItem

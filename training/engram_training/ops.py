@@ -7,10 +7,8 @@ import json
 import shutil
 from typing import Any
 
-
-from engram_sdk import _schema as t
-from engram_sdk._config import Settings
-from engram_sdk._store import EventStore
+from engram_sdk import EventStore, Settings, TrainingError
+from engram_sdk.connectors import Connections, open_secret_store
 
 from . import dataset as D
 from .config import TrainConfig
@@ -72,8 +70,6 @@ def evaluate_version(store: EventStore, settings: Settings, team_id: str, versio
     config = TrainConfig.from_dict(v.manifest.get("config", {}))
     base = base_model.load(settings.base_model, settings.cache_root)
     if v.manifest["base_model"]["sha256"] != base.id.sha256:
-        from engram_sdk._exceptions import TrainingError
-
         raise TrainingError(f"version {v.version} was trained on another base model than the one configured")
     col = D.collect(store, team_id, allow_restricted=config.allow_restricted)
     current = {f.ident: f for f in D.current_facts(col)}
@@ -105,15 +101,11 @@ def evaluate_version(store: EventStore, settings: Settings, team_id: str, versio
 
 def purge_team(store: EventStore, settings: Settings, team_id: str) -> dict[str, int]:
     """Remove a team's events, adapters (files and rows), connections and their secrets."""
-    from engram_sdk._connections import Connections
-    from engram_sdk._secrets import open_secret_store
-
     conns = [c for c in Connections(store).list() if c.team_id == team_id]
     secrets = open_secret_store(settings, store.engine)
     for c in conns:
         Connections(store).remove(c.name, secrets)
-    with store._write() as conn:
-        events = conn.execute(t.events.delete().where(t.events.c.team_id == team_id)).rowcount
+    events = store.purge_team_events(team_id)
     versions = Registry(store, settings.adapters_dir).purge(team_id)
     shutil.rmtree(settings.adapters_dir / "work" / team_id, ignore_errors=True)
     return {"events": events, "adapter_versions": versions, "connections": len(conns)}

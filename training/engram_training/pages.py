@@ -20,7 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from engram_sdk._store import EventStore
+from engram_sdk import EventStore
 
 from .dataset import Collected, collect, page_chunks
 from .infer import prompt_ids

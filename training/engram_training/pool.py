@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from engram_sdk._exceptions import TrainingError
+from engram_sdk import TrainingError
 
 from .infer import Engine, prompt_ids
 from .registry import Registry

@@ -25,7 +25,7 @@ import random
 from collections import defaultdict
 from typing import Any
 
-from engram_sdk._records import Document, Thread
+from engram_sdk import Document, Thread
 
 from . import asking as A
 from . import facts as F

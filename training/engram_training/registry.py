@@ -10,8 +10,9 @@ Files (under ``Settings.adapters_dir``)::
     <team>/work/                           resumable checkpoints of the run in progress
 
 A version directory is written under a temporary name and renamed into place (atomic on one file
-system); only then is its row added to ``adapter_versions``, and the team's current version changes
-in ``adapter_current`` in the same transaction: publishing is all or nothing. A version whose gates
+system) inside the store's write transaction that reserves its number (``EventStore.add_adapter_version``);
+only then is its row added to the store's adapter index, and the team's current version changes in the
+same transaction: publishing is all or nothing. A version whose gates
 failed is kept with status ``rejected`` and its reason, and never becomes current unless an
 operator publishes it with ``force``.
 """
@@ -24,15 +25,11 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
-from engram_sdk import _schema as t
-from engram_sdk._exceptions import TrainingError
-from engram_sdk._store import EventStore
+from engram_sdk import EventStore, StoredAdapter, TrainingError
 
 MANIFEST_FORMAT = "engram-adapter/1"
 HUB_IDS = {"SmolLM2-135M-Instruct.Q4_1.gguf": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -83,44 +80,30 @@ class Registry:
     # --- reading ---------------------------------------------------------------------------------
 
     def versions(self, team_id: str) -> list[Version]:
-        cur = self.current_version(team_id)
-        q = sa.select(t.adapter_versions).where(t.adapter_versions.c.team_id == team_id).order_by(
-            t.adapter_versions.c.version)
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(q).all()
-        return [self._version(r, cur) for r in rows]
+        return [self._version(a) for a in self.store.adapter_versions(team_id)]
 
-    def _version(self, r: Any, current: int | None) -> Version:
-        return Version(r.team_id, r.version, r.status, self.root / r.path, json.loads(r.manifest), r.reason,
-                       r.created_at, r.version == current)
+    def _version(self, a: StoredAdapter) -> Version:
+        return Version(a.team_id, a.version, a.status, self.root / a.path, a.manifest, a.reason, a.created_at,
+                       a.current)
 
     def get(self, team_id: str, version: int | None = None) -> Version:
         """One version; None means the current one."""
-        cur = self.current_version(team_id)
-        if version is None:
-            if cur is None:
+        found = self.store.adapter_version(team_id, version)
+        if found is None:
+            if version is None:
                 raise TrainingError(f"team {team_id} has no published adapter yet: run `engram train --team {team_id}`")
-            version = cur
-        q = sa.select(t.adapter_versions).where(t.adapter_versions.c.team_id == team_id,
-                                                t.adapter_versions.c.version == version)
-        with self.store.engine.connect() as conn:
-            row = conn.execute(q).first()
-        if row is None:
             raise TrainingError(f"team {team_id} has no adapter version {version}")
-        return self._version(row, cur)
+        return self._version(found)
 
     def current_version(self, team_id: str) -> int | None:
-        q = sa.select(t.adapter_current.c.version).where(t.adapter_current.c.team_id == team_id)
-        with self.store.engine.connect() as conn:
-            row = conn.execute(q).first()
-        return int(row.version) if row else None
+        return self.store.current_adapter_version(team_id)
 
     def current(self, team_id: str) -> Version | None:
-        return self.get(team_id) if self.current_version(team_id) is not None else None
+        found = self.store.adapter_version(team_id)
+        return self._version(found) if found else None
 
     def teams(self) -> list[str]:
-        with self.store.engine.connect() as conn:
-            return [r[0] for r in conn.execute(sa.select(t.adapter_versions.c.team_id).distinct())]
+        return self.store.adapter_teams()
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -130,37 +113,29 @@ class Registry:
         when ``publish`` (the gates passed), else keep it as rejected with ``reason``."""
         root = self.team_root(team_id)
         root.mkdir(parents=True, exist_ok=True)
-        with self.store._write() as conn:
-            last = conn.execute(sa.select(sa.func.max(t.adapter_versions.c.version)).where(
-                t.adapter_versions.c.team_id == team_id)).scalar()
-            version = int(last or 0) + 1
+
+        def place(version: int) -> tuple[str, dict[str, Any]]:
+            # Runs inside the store's write transaction that reserves ``version``: the directory is
+            # renamed into place before the row exists, and a crash before the commit leaves it
+            # unregistered.
             final = root / f"v{version:04d}"
-            manifest = {**manifest, "version": version}
-            (adapter_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-            _pin_base(adapter_dir / "adapter_config.json", manifest)
+            stamped = {**manifest, "version": version}
+            (adapter_dir / "manifest.json").write_text(json.dumps(stamped, indent=2, default=str))
+            _pin_base(adapter_dir / "adapter_config.json", stamped)
             for f in adapter_dir.iterdir():
                 _fsync(f)
             if final.exists():  # left by a crash between rename and commit: not registered, so replace
                 shutil.rmtree(final)
             os.replace(adapter_dir, final)
-            now = datetime.now(timezone.utc)
-            conn.execute(t.adapter_versions.insert().values(
-                team_id=team_id, version=version, status="published" if publish else "rejected",
-                path=str(final.relative_to(self.root)), manifest=json.dumps(manifest, default=str),
-                reason=reason, created_at=now))
-            if publish:
-                self._set_current(conn, team_id, version, now)
-        return self.get(team_id, version)
+            return str(final.relative_to(self.root)), stamped
+
+        return self._version(self.store.add_adapter_version(team_id, place, publish=publish, reason=reason))
 
     def publish(self, team_id: str, version: int, *, force: bool = False) -> Version:
         v = self.get(team_id, version)
         if v.status == "rejected" and not force:
             raise TrainingError(f"version {version} failed its gates ({v.reason}); use --force to publish it anyway")
-        with self.store._write() as conn:
-            conn.execute(t.adapter_versions.update().where(
-                t.adapter_versions.c.team_id == team_id, t.adapter_versions.c.version == version).values(
-                status="published"))
-            self._set_current(conn, team_id, version, datetime.now(timezone.utc))
+        self.store.set_current_adapter(team_id, version, publish=True)
         return self.get(team_id, version)
 
     def rollback(self, team_id: str, to: int | None = None) -> Version:
@@ -176,15 +151,8 @@ class Registry:
             to = earlier[-1]
         elif to not in published:
             raise TrainingError(f"version {to} of team {team_id} was never published")
-        with self.store._write() as conn:
-            self._set_current(conn, team_id, to, datetime.now(timezone.utc))
+        self.store.set_current_adapter(team_id, to)
         return self.get(team_id, to)
-
-    def _set_current(self, conn: Any, team_id: str, version: int, now: datetime) -> None:
-        updated = conn.execute(t.adapter_current.update().where(t.adapter_current.c.team_id == team_id).values(
-            version=version, updated_at=now))
-        if updated.rowcount == 0:
-            conn.execute(t.adapter_current.insert().values(team_id=team_id, version=version, updated_at=now))
 
     def export(self, team_id: str, version: int | None, target: Path) -> Path:
         """Copy a version as a plain PEFT directory (vLLM ``LoRARequest`` / LoRAX adapter source)."""
@@ -200,9 +168,7 @@ class Registry:
 
     def purge(self, team_id: str) -> int:
         """Delete every version of a team (files and rows); returns how many versions there were."""
-        with self.store._write() as conn:
-            n = conn.execute(t.adapter_versions.delete().where(t.adapter_versions.c.team_id == team_id)).rowcount
-            conn.execute(t.adapter_current.delete().where(t.adapter_current.c.team_id == team_id))
+        n = self.store.delete_adapter_versions(team_id)
         shutil.rmtree(self.team_root(team_id), ignore_errors=True)
         return n
 

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from html import escape
 from typing import Any
 
-from engram_sdk._exceptions import TrainingError
+from engram_sdk import TrainingError
 
 from . import plots
 from .registry import Registry, Version

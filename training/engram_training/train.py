@@ -21,9 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from engram_sdk._config import Settings, ensure_private_dir
-from engram_sdk._exceptions import GateFailed, TrainingError
-from engram_sdk._store import EventStore
+from engram_sdk import EventStore, GateFailed, Settings, TrainingError, ensure_private_dir
 
 from . import base as base_model
 from . import dataset as D

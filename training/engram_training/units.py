@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from engram_sdk._records import Document, Edit, Thread
+from engram_sdk import Document, Edit, Thread
 
 from . import facts as F
 

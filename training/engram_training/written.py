@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from importlib import resources
 from typing import Any
 
-from engram_sdk._records import Document, parse_record
+from engram_sdk import Document, parse_record
 
 from . import facts as F
 

@@ -1,4 +1,4 @@
-"""Regenerate engram_sdk/samples/kestrel/records.jsonl (the fictional team workspace).
+"""Regenerate examples/kestrel_demo/records.jsonl (the demo's fictional team workspace).
 
 Run from the repository root: python scripts/build_sample_workspace.py
 Every name, product, date and number in it is made up.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from engram_sdk._records import Document, Edit, Message, Person, Thread
 
-OUT = Path(__file__).resolve().parents[1] / "engram_sdk" / "samples" / "kestrel" / "records.jsonl"
+OUT = Path(__file__).resolve().parents[1] / "examples" / "kestrel_demo" / "records.jsonl"
 T0 = datetime(2026, 10, 1, 9, 0, tzinfo=timezone.utc)
 TEAM_GROUP = "grp-kestrel"
 

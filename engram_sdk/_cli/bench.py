@@ -228,16 +228,17 @@ def bench_serve(
 
 def _recipe(pairs: list[str]) -> dict[str, Any]:
     """The demo's training recipe with ``--set`` overrides."""
-    from .._demo import DEMO_TRAINING
     from ._common import fail
+    from .demo import kestrel_demo
 
     parse = _optional("engram_training.config", "train").parse_overrides
     try:
         given = parse(pairs)
     except ValueError as exc:
         fail(str(exc))
-    continual = {k: v for k, v in DEMO_TRAINING.get("continual", {}).items() if k not in given}
-    return {**DEMO_TRAINING, **given, "continual": continual}  # --set applies to both runs
+    recipe = kestrel_demo().DEMO_TRAINING
+    continual = {k: v for k, v in recipe.get("continual", {}).items() if k not in given}
+    return {**recipe, **given, "continual": continual}  # --set applies to both runs
 
 
 @bench_app.command("demo")
@@ -288,8 +289,10 @@ def bench_freshness(
     """From an edit of one fact in the Notion sandbox to the first correct answer from the team adapter
     (webhook -> queue -> event -> continual update), and the update's cost at 1x and 10x the workspace."""
     _optional("engram_training.train", "train")
-    from .._demo import DemoError, measure_freshness
     from ._common import fail
+    from .demo import kestrel_demo
+
+    example = kestrel_demo()
 
     say = (lambda m: None) if as_json else (lambda m: console.print(m, highlight=False))
     with tempfile.TemporaryDirectory(prefix="engram-bench-freshness-") as tmp:
@@ -298,8 +301,8 @@ def bench_freshness(
             fail(f"{root} is not empty: the measurement needs fresh homes")
         try:
             with progress() as bar:
-                result = measure_freshness(root, scale=10, say=say, progress=bar, training=_recipe(setting))
-        except DemoError as exc:
+                result = example.measure_freshness(root, scale=10, say=say, progress=bar, training=_recipe(setting))
+        except example.DemoError as exc:
             fail(f"freshness: {exc}")
     if as_json:
         emit_json(result)

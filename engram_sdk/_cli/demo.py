@@ -1,35 +1,49 @@
-"""``engram demo``: the README's main command, end to end (see ``engram_sdk._demo``).
+"""``engram demo``: the README's main command, end to end (the example ``examples/kestrel_demo``).
 
 Three platform sandboxes with the Kestrel team's workspace -> real connections and syncs -> signed
 events -> the team adapter -> the server and the SDK client -> a live Notion edit through the
 webhook and a continual update. A rerun in the same ``--home`` reuses what is done.
+
+The demo is an example, not part of the package: it is found in the clone this ``engram_sdk`` runs
+from (or ``ENGRAM_EXAMPLES``) and loaded by path, so the core names neither the connectors nor the
+trainer it drives. From an installed wheel the command says it needs a clone.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 import typer
 
+from .._examples import load_example
+from .._exceptions import ConfigError
 from . import app
 from ._common import console, emit_json, fail, progress
+
+
+def kestrel_demo() -> ModuleType:
+    """The demo's package (``examples/kestrel_demo``), or a one-line failure saying it needs a clone."""
+    try:
+        return load_example("kestrel_demo")
+    except ConfigError as exc:
+        fail(f"the demo needs a clone of the repository: {exc}")
 
 
 def run_demo(home: Path, *, team: str = "kestrel", quiet: bool = False, live_edit: bool = True,
              training: dict | None = None) -> dict:
     """Run the demo and return its report as a dict (what ``engram bench demo`` times)."""
-    from .._demo import Demo, DemoError
-
+    example = kestrel_demo()
     try:
-        import engram_training  # noqa: F401
-    except ImportError as exc:
-        fail(f"the demo trains an adapter: pip install 'engram-sdk[all]' ({exc.name} is missing)")
+        example.check_installed()
+    except example.DemoError as exc:
+        fail(str(exc))
     say = (lambda m: None) if quiet else (lambda m: console.print(m, highlight=False))
     with progress() as bar:
-        demo = Demo(home, team=team, say=say, progress=bar, live_edit=live_edit, training=training)
+        demo = example.Demo(home, team=team, say=say, progress=bar, live_edit=live_edit, training=training)
         try:
             report = demo.run()
-        except DemoError as exc:
+        except example.DemoError as exc:
             fail(f"demo stopped: {exc} (what was done is kept in {home}; a rerun goes on from there)")
     return report.to_dict()
 

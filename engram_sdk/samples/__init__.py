@@ -1,8 +1,9 @@
-"""Sample workspaces shipped with the SDK (see README.md beside this file).
+"""Sample workspaces shipped with the SDK (see README.md beside this file), and the repository's
+examples.
 
-``kestrel``: ~30 records about a fictional team, written as connector records (Notion pages and
-comments, Microsoft Teams threads, OneNote and SharePoint pages, Harvey review-table rows, queries
-and edits). The benchmark, the demo and the sandboxes all read it from here.
+``tidewater`` and ``brightmash``: evaluation workspaces with hand-written questions (``engram bench
+train``). The Kestrel team of ``engram demo`` is not shipped: it lives with the demo in a clone's
+``examples/kestrel_demo`` (``load_example("kestrel_demo").load_records()``).
 """
 
 from __future__ import annotations
@@ -10,18 +11,19 @@ from __future__ import annotations
 from importlib import resources
 
 from .._events import TrainingEvent, build_events
+from .._examples import EXAMPLES_ENV, find_example, load_example
 from .._records import Document, Edit, Thread, Tombstone, parse_record
 from .._signing import Keyring
 from .._store import AppendResult, EventStore
 
-__all__ = ["SOURCES", "ingest", "load_records", "sign_records", "text_blocks"]
+__all__ = ["EXAMPLES_ENV", "SOURCES", "find_example", "ingest", "load_example", "load_records", "sign_records"]
 
 Record = Document | Thread | Edit | Tombstone
 
 SOURCES = {"notion": "notion://workspace/{}", "microsoft": "msgraph://tenant/{}", "harvey": "harvey://org/{}"}
 
 
-def load_records(name: str = "kestrel") -> list[Record]:
+def load_records(name: str) -> list[Record]:
     text = resources.files("engram_sdk.samples").joinpath(name, "records.jsonl").read_text()
     return [parse_record(line) for line in text.splitlines() if line.strip()]
 
@@ -37,33 +39,7 @@ def sign_records(records: list[Record], keyring: Keyring, *, team_id: str, conne
     return out
 
 
-def ingest(store: EventStore, keyring: Keyring, *, team_id: str, records: list[Record] | None = None,
-           name: str = "kestrel") -> AppendResult:
+def ingest(store: EventStore, keyring: Keyring, *, team_id: str, records: list[Record]) -> AppendResult:
     """Sign a sample workspace's records for ``team_id`` and append them to the store."""
-    return store.append(sign_records(records if records is not None else load_records(name), keyring,
-                                     team_id=team_id))
+    return store.append(sign_records(records, keyring, team_id=team_id))
 
-
-def text_blocks(text: str) -> list[tuple[str, str]]:
-    """A record's text as the blocks a person would have typed: ``("bullet", line)`` for each
-    ``- item`` line and ``("paragraph", text)`` for each run of wrapped lines (joined with spaces).
-    The sandboxes' Kestrel workspaces render these in each platform's own format."""
-    out: list[tuple[str, str]] = []
-    para: list[str] = []
-
-    def flush() -> None:
-        if para:
-            out.append(("paragraph", " ".join(para)))
-            para.clear()
-
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line:
-            flush()
-        elif line.startswith("- "):
-            flush()
-            out.append(("bullet", line[2:].strip()))
-        else:
-            para.append(line)
-    flush()
-    return out

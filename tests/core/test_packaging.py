@@ -85,8 +85,8 @@ def test_the_sdist_holds_the_packages_and_the_top_level_files_and_no_clutter(dis
         assert name in names, name
     for package in PACKAGES:
         assert f"{package}/__init__.py" in names, package
-    assert "engram_sdk/_migrations/script.py.mako" in names and "engram_sdk/samples/kestrel/records.jsonl" in names
-    clutter = {".venv", "test-artifacts", "tests", "build", "dist", "engram-try", "__pycache__", ".git"}
+    assert "engram_sdk/_migrations/script.py.mako" in names and "engram_sdk/samples/tidewater/records.jsonl" in names
+    clutter = {".venv", "test-artifacts", "tests", "examples", "build", "dist", "engram-try", "__pycache__", ".git"}
     assert not [n for n in names if clutter & set(n.split("/")) or n.endswith(".pyc")]
 
 
@@ -98,7 +98,7 @@ def test_the_wheel_carries_py_typed_in_each_typed_package_and_the_license(dist):
         assert f"{package}/py.typed" in names, package
     assert f"engram_sdk-{VERSION}.dist-info/licenses/LICENSE" in names
     assert "engram_training/data/general_text.txt" in names
-    assert not [n for n in names if n.startswith(("tests/", "connectors/", "training/"))]
+    assert not [n for n in names if n.startswith(("tests/", "connectors/", "training/", "examples/"))]
 
 
 def test_the_wheel_in_a_fresh_venv_passes_the_cli_smoke_checks(dist, tmp_path):
@@ -166,6 +166,13 @@ def test_the_wheel_in_a_fresh_venv_passes_the_cli_smoke_checks(dist, tmp_path):
         assert proc.returncode == 1 and len(lines) == 1, (argv, proc.stderr[-2000:])
         assert lines[0].startswith("error: ") and f"pip install 'engram-sdk[{extra}]'" in lines[0], (argv, lines)
     assert not (tmp_path / "cache").exists()  # nothing reached for the base model
+
+    # The demo is an example that ships with the repository: from a wheel it says so, in one line.
+    demo = run(engram, "demo", "--home", str(tmp_path / "demo"))
+    lines = demo.stderr.strip().splitlines()
+    assert demo.returncode == 1 and len(lines) == 1, demo.stderr[-2000:]
+    assert lines[0].startswith("error: the demo needs a clone of the repository") and "scripts/demo.sh" in lines[0]
+    assert not (tmp_path / "demo").exists()
 
 
 def _extras_dependencies() -> set[str]:

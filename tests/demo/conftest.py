@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engram_sdk._demo import Demo, DemoReport
+from examples.kestrel_demo import Demo, DemoReport
 
 TINY = {"min_recall": 0.0, "general_tolerance": 1.0, "retention_tolerance": 1.0, "epochs": 1.0,
         "max_new_tokens": 4, "rank": 4, "alpha": 8, "checkpoint_every": 1000, "replay_general": 0.0}

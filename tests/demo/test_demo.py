@@ -18,10 +18,10 @@ import pytest
 from engram_sdk import EventStore
 from engram_sdk._cli import app
 from engram_sdk._cli._common import run_app
-from engram_sdk._demo import CONNECTIONS, DEMO_FACTS
 from engram_sdk._records import Edit
 from engram_sdk._webhooks import WebhookQueue
 from engram_training.registry import Registry
+from examples.kestrel_demo import CONNECTIONS, DEMO_FACTS
 
 from .conftest import TINY_SET
 

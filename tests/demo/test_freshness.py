@@ -10,8 +10,8 @@ from tests.demo.conftest import TINY_SET
 from engram_sdk import EventStore
 from engram_sdk._cli import app
 from engram_sdk._cli._common import run_app
-from engram_sdk._demo import DEMO_BOUNDS
 from engram_training.registry import Registry
+from examples.kestrel_demo import DEMO_BOUNDS
 
 
 def test_freshness_bench_measures_the_update_at_1x_and_10x(tmp_path, tiny_model, capsys, monkeypatch):

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 
-from engram_harvey._kestrel import kestrel_edits as harvey_edits
-from engram_harvey._kestrel import kestrel_workspace as harvey_workspace
-from engram_microsoft._kestrel import kestrel_scope as microsoft_scope
-from engram_microsoft._kestrel import kestrel_workspace as microsoft_workspace
-from engram_notion._kestrel import kestrel_edits as notion_edits
-from engram_notion._kestrel import kestrel_scope_root, with_generated_pages
-from engram_notion._kestrel import kestrel_workspace as notion_workspace
 from engram_notion._workspace import build_index, title_of
-from engram_sdk import samples
 from engram_sdk._records import Document, Edit, Thread
+from examples.kestrel_demo.harvey_workspace import kestrel_edits as harvey_edits
+from examples.kestrel_demo.harvey_workspace import kestrel_workspace as harvey_workspace
+from examples.kestrel_demo.microsoft_workspace import kestrel_scope as microsoft_scope
+from examples.kestrel_demo.microsoft_workspace import kestrel_workspace as microsoft_workspace
+from examples.kestrel_demo.notion_workspace import kestrel_edits as notion_edits
+from examples.kestrel_demo.notion_workspace import kestrel_scope_root, with_generated_pages
+from examples.kestrel_demo.notion_workspace import kestrel_workspace as notion_workspace
+from examples.kestrel_demo.records import load_records, text_blocks
 
-RECORDS = samples.load_records()
+RECORDS = load_records()
 
 
 def _of(platform: str, kind: type) -> list:
@@ -23,7 +23,7 @@ def _of(platform: str, kind: type) -> list:
 
 
 def test_text_blocks_split_bullets_and_join_wrapped_lines():
-    assert samples.text_blocks("Intro line\nwrapped.\n\n- Key: value\n- Other: x\n\nTail") == [
+    assert text_blocks("Intro line\nwrapped.\n\n- Key: value\n- Other: x\n\nTail") == [
         ("paragraph", "Intro line wrapped."), ("bullet", "Key: value"), ("bullet", "Other: x"), ("paragraph", "Tail")]
 
 

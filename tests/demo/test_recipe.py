@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from engram_sdk._cli.bench import _recipe
-from engram_sdk._demo import DEMO_TRAINING, FRESHNESS_START, Demo
 from engram_training.config import TrainConfig
+from examples.kestrel_demo import DEMO_TRAINING, FRESHNESS_START, Demo
 
 
 def test_first_and_continual_runs_read_one_constant(tmp_path):

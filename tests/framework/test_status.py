@@ -22,6 +22,7 @@ from engram_sdk._example.sandbox import ExampleSandbox, sample_workspace
 from engram_sdk._scheduler import ScheduleConfig, Scheduler, list_jobs
 from engram_sdk.connectors import FakeClock, SandboxServer, serve
 from engram_sdk.testing import Harness
+from examples.kestrel_demo import load_records
 from tests.waiting import wait_until
 
 from .conftest import TOKEN, example_config
@@ -81,7 +82,7 @@ def deployment(tmp_path: Path, store_url: str, server: SandboxServer, clock: Fak
     from engram_training.config import TrainConfig
     from engram_training.train import train
 
-    records = samples.load_records()
+    records = load_records()
     samples.ingest(h.store, h.keyring, team_id="acme", records=[r for r in records if r.entity_id in
                                                                 ("np-charter", "np-moonwick")])
     trained = train("acme", store=h.store, settings=dataclasses.replace(h.settings, base_model=str(tiny_model)),
@@ -190,7 +191,7 @@ def test_without_the_trainer_the_rest_is_still_shown(engram_home: Path, tmp_path
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('engram_training is not installed here')\n")
     h = Harness(engram_home)
-    samples.ingest(h.store, h.keyring, team_id="acme", records=samples.load_records()[:2])
+    samples.ingest(h.store, h.keyring, team_id="acme", records=load_records()[:2])
     events = h.store.count("acme")
     h.close()
     env = base_env()

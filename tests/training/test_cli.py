@@ -9,6 +9,7 @@ import sys
 from engram_sdk import samples
 from engram_sdk._cli import app
 from engram_sdk._cli._common import run_app
+from examples.kestrel_demo import load_records
 
 FAST = ["--set", "epochs=1", "--set", "min_recall=0", "--set", "general_tolerance=1", "--set", "max_new_tokens=6",
         "--set", "eval_batch_size=64"]
@@ -21,7 +22,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_train_eval_query_adapters_via_cli(team_env, capsys, tmp_path):
-    recs = [r for r in samples.load_records() if r.entity_id in ("np-charter", "np-release")]
+    recs = [r for r in load_records() if r.entity_id in ("np-charter", "np-release")]
     samples.ingest(team_env.store, team_env.keyring, team_id="kestrel", records=recs)
     code, out, err = _run(capsys, "train", "--team", "kestrel", "--json", *FAST)
     assert code == 0, err

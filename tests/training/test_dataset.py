@@ -12,6 +12,7 @@ from engram_sdk._signing import Keyring, load_key_set
 from engram_training import dataset as D
 from engram_training import facts as F
 from engram_training.config import TrainConfig
+from examples.kestrel_demo import load_records
 
 T = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -61,7 +62,7 @@ def test_team_a_events_never_in_team_b_dataset(team_env, tiny_model):
 
     team_env.keyring.rotate(["kestrel", "heron"])
     team_env.store.trust(load_key_set(team_env.keyring.export_public()))
-    samples.ingest(team_env.store, team_env.keyring, team_id="kestrel")
+    samples.ingest(team_env.store, team_env.keyring, team_id="kestrel", records=load_records())
     team_env.store.append(_signed(team_env, _doc("h-1", "Heron Notes", "- Gateway: Wrenpay\n"), team="heron"))
     tok = AutoTokenizer.from_pretrained(tiny_model)
     heron = D.build(D.collect(team_env.store, "heron"), tok, TrainConfig(), continual=False)
@@ -74,7 +75,7 @@ def test_team_a_events_never_in_team_b_dataset(team_env, tiny_model):
 def test_restricted_record_left_out_unless_allowed(team_env, tiny_model):
     from transformers import AutoTokenizer
 
-    samples.ingest(team_env.store, team_env.keyring, team_id="kestrel")
+    samples.ingest(team_env.store, team_env.keyring, team_id="kestrel", records=load_records())
     tok = AutoTokenizer.from_pretrained(tiny_model)
     col = D.collect(team_env.store, "kestrel")
     assert col.restricted_skipped == 1 and "np-comp" not in col.records
@@ -104,7 +105,7 @@ def test_tombstone_removes_entity_and_upsert_brings_it_back(team_env):
 
 
 def test_sample_workspace_facts_and_edits(team_env):
-    samples.ingest(team_env.store, team_env.keyring, team_id="kestrel")
+    samples.ingest(team_env.store, team_env.keyring, team_id="kestrel", records=load_records())
     col = D.collect(team_env.store, "kestrel")
     facts = {f.ident: f for f in D.current_facts(col)}
     assert 55 <= len(facts) <= 70
@@ -113,13 +114,13 @@ def test_sample_workspace_facts_and_edits(team_env):
     assert (launch.value, launch.previous) == ("21 March 2027", "14 March 2027")
     assert facts["hv-row-nimbusfold::notice period"].value == "120 days"
     assert facts["tm-weekend::weekend on-call"].value == "Ravi Okonkwo"
-    assert len(samples.load_records()) >= 30
+    assert len(load_records()) >= 30
 
 
 def test_holdout_questions_are_never_trained(team_env, tiny_model):
     from transformers import AutoTokenizer
 
-    samples.ingest(team_env.store, team_env.keyring, team_id="kestrel")
+    samples.ingest(team_env.store, team_env.keyring, team_id="kestrel", records=load_records())
     tok = AutoTokenizer.from_pretrained(tiny_model)
     col = D.collect(team_env.store, "kestrel")
     ds = D.build(col, tok, TrainConfig(generation="facts"), continual=False)

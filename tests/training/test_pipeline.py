@@ -20,6 +20,7 @@ from engram_training import ops
 from engram_training.config import TrainConfig
 from engram_training.registry import Registry
 from engram_training.train import train
+from examples.kestrel_demo import load_records
 
 # These tests are about the pipeline's mechanics (checkpoints, gates, registry, continual runs), on
 # the Kestrel sample's `Key: value` facts; the prose recipe has its own tests (test_prose.py).
@@ -29,7 +30,7 @@ SMALL = ["np-charter", "np-moonwick", "hv-row-nimbusfold", "tm-loadtest"]  # inc
 
 
 def _ingest(env, ids=SMALL):
-    recs = [r for r in samples.load_records() if r.entity_id in ids]
+    recs = [r for r in load_records() if r.entity_id in ids]
     samples.ingest(env.store, env.keyring, team_id=env.team, records=recs)
 
 

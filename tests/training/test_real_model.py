@@ -13,13 +13,14 @@ from engram_sdk import samples
 from engram_training import ops
 from engram_training.config import TrainConfig
 from engram_training.train import train
+from examples.kestrel_demo import load_records
 
 PAGES = ["np-oncall", "np-tooling", "np-moonwick"]
 
 
 @pytest.mark.slow
 def test_real_model_learns_held_out_facts_far_above_base(real_env):
-    recs = [r for r in samples.load_records() if r.entity_id in PAGES]
+    recs = [r for r in load_records() if r.entity_id in PAGES]
     samples.ingest(real_env.store, real_env.keyring, team_id="kestrel", records=recs)
     config = TrainConfig(epochs=5, lr=1e-3, min_recall=0.5, general_tolerance=0.15)
     r = train("kestrel", store=real_env.store, settings=real_env.settings, config=config)

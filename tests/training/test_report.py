@@ -17,6 +17,7 @@ from engram_sdk._cli._common import run_app
 from engram_training.config import TrainConfig
 from engram_training.plots import loss_points
 from engram_training.train import train
+from examples.kestrel_demo import load_records
 
 FAST = dict(generation="facts", epochs=1, batch_size=8, min_recall=0.0, general_tolerance=1.0, checkpoint_every=1000,
             max_new_tokens=8, eval_batch_size=64)
@@ -26,7 +27,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def train_two_versions(store, keyring, settings, team: str) -> None:
     """v1 published; v2 (one more page) rejected: its recall cannot reach 0.99 on a random model."""
     for ids, min_recall in ((["np-charter", "np-oncall"], 0.0), (["np-tooling"], 0.99)):
-        samples.ingest(store, keyring, team_id=team, records=[r for r in samples.load_records() if r.entity_id in ids])
+        samples.ingest(store, keyring, team_id=team, records=[r for r in load_records() if r.entity_id in ids])
         train(team, store=store, settings=settings, config=TrainConfig(**{**FAST, "min_recall": min_recall}))
 
 
@@ -115,7 +116,7 @@ def test_report_of_an_unknown_team_fails_in_one_line(team_env, capsys, tmp_path)
 
 def test_report_of_a_team_without_versions_says_to_train(team_env, capsys, tmp_path):
     samples.ingest(team_env.store, team_env.keyring, team_id="kestrel",
-                   records=[r for r in samples.load_records() if r.entity_id == "np-charter"])
+                   records=[r for r in load_records() if r.entity_id == "np-charter"])
     code, _, err = _run(capsys, "adapters", "report", "kestrel", "--out", str(tmp_path / "r.html"))
     assert code == 1 and "no adapter versions yet" in err and "engram train --team kestrel" in err
     assert not (tmp_path / "r.html").exists()

@@ -1,5 +1,6 @@
-"""``engram bench train``: the shipped Kestrel workspace (~30 records, ~60 facts) through the whole
-trainer in a scratch ENGRAM_HOME, as a script you run (like nanoGPT's bench.py).
+"""``engram bench train``: the demo's Kestrel workspace (~30 records, ~60 facts; a clone's
+examples/kestrel_demo) through the whole trainer in a scratch ENGRAM_HOME, as a script you run
+(like nanoGPT's bench.py).
 
 With ``phases=2`` the workspace arrives in two parts: version 1 is trained on the first part and
 version 2 continues it on the rest, so retention (recall of version 1's facts by version 2) is
@@ -24,7 +25,7 @@ from .train import Progress, train
 def run(config: TrainConfig, *, phases: int = 2,
         on_progress: Any = None, subset: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    records = samples.load_records()
+    records = samples.load_example("kestrel_demo").load_records()
     if subset:
         records = [r for r in records if r.entity_id in subset]
     with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp:

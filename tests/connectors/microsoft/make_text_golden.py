@@ -22,13 +22,14 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parents[2]))  # the repository root: examples/
 
 from msft_data import FIXTURES, workspace  # noqa: E402
 from msft_files import make_docx, make_docx_body  # noqa: E402
 
 from engram_microsoft import extract_text, html_to_text  # noqa: E402
-from engram_microsoft._kestrel import kestrel_workspace  # noqa: E402
 from engram_microsoft.bench import bench_workspace  # noqa: E402
+from examples.kestrel_demo.microsoft_workspace import kestrel_workspace  # noqa: E402
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 

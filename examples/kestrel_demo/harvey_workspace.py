@@ -1,4 +1,4 @@
-"""The shipped Kestrel sample team (``engram_sdk/samples/kestrel``) as a Harvey sandbox workspace.
+"""The Kestrel team (``records.jsonl``) as a Harvey sandbox workspace.
 
 The records stay the one source: the review-table ``row`` documents (path *project / table*)
 become one Vault project with a file per contract and a review table whose row for that file
@@ -20,12 +20,12 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from engram_sdk import samples
-from engram_sdk._records import Document, Edit, Thread
+from engram_harvey._assumptions import PERMISSIONS  # no public name: what each stream needs
+from engram_sdk import Document, Edit, Thread
 
-from ._assumptions import PERMISSIONS
+from .records import load_records
 
-__all__ = ["KESTREL_TOKEN", "kestrel_edits", "kestrel_scope", "kestrel_workspace"]
+__all__ = ["DEMO_RATE_LIMITS", "KESTREL_TOKEN", "kestrel_edits", "kestrel_scope", "kestrel_workspace"]
 
 KESTREL_TOKEN = "harvey-kestrel-demo-token"  # the API token the workspace accepts
 DEMO_RATE_LIMITS = {"completion": 600, "vault": 600, "audit": 600, "history": 600, "client_matters": 600}
@@ -47,7 +47,7 @@ def kestrel_scope(records: list[Any] | None = None) -> str:
 def kestrel_workspace(records: list[Any] | None = None, *, now: datetime | None = None,
                       days_ago: float = 2.0) -> dict[str, Any]:
     """The Harvey sandbox workspace of the sample team (see the module docstring)."""
-    records = [r for r in (records if records is not None else samples.load_records()) if r.platform == "harvey"]
+    records = [r for r in (records if records is not None else load_records()) if r.platform == "harvey"]
     now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
     projects: dict[str, dict[str, Any]] = {}
     tables: dict[tuple[str, str], dict[str, Any]] = {}
@@ -112,7 +112,7 @@ def kestrel_workspace(records: list[Any] | None = None, *, now: datetime | None 
 
 def kestrel_edits(records: list[Any] | None = None) -> list[dict[str, Any]]:
     """The sample's cell edits as ``edit_cell`` operation bodies for the workspace above."""
-    records = records if records is not None else samples.load_records()
+    records = records if records is not None else load_records()
     rows = {r.entity_id: r for r in records if isinstance(r, Document) and r.platform == "harvey"}
     out = []
     for e in records:

@@ -1,7 +1,7 @@
-"""The shipped Kestrel sample team (``engram_sdk/samples/kestrel``) as a Notion sandbox workspace.
+"""The Kestrel team (``records.jsonl``) as a Notion sandbox workspace.
 
 The records stay the one source: each Notion ``Document`` becomes a page whose blocks are its text
-(``samples.text_blocks``: paragraphs and bulleted items), nested under pages named by its ``path``
+(``text_blocks``: paragraphs and bulleted items), nested under pages named by its ``path``
 (*Fennwick Labs / Kestrel / Projects*); the comment ``Thread`` becomes one discussion on its page.
 A restricted record (only a few people may open it) goes under a page outside the team's scope, as
 an HR page would sit outside the team's teamspace. The sample's ``Edit`` records are not part of
@@ -17,10 +17,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from engram_sdk import samples
-from engram_sdk._records import Document, Edit, Thread
+from engram_notion._workspace import rich  # no public name: the API's rich-text shape
+from engram_sdk import Document, Edit, Thread
 
-from ._workspace import rich
+from .records import all_messages, load_records, text_blocks
 
 __all__ = ["KESTREL_TOKEN", "SandboxEdit", "kestrel_edits", "kestrel_scope_root", "kestrel_workspace",
            "with_generated_pages"]
@@ -63,10 +63,10 @@ def _block(entity: str, i: int, kind: str, text: str) -> dict[str, Any]:
 
 def kestrel_workspace(records: list[Any] | None = None) -> dict[str, Any]:
     """The Notion sandbox workspace of the sample team (see the module docstring)."""
-    records = [r for r in (records if records is not None else samples.load_records()) if r.platform == "notion"]
+    records = [r for r in (records if records is not None else load_records()) if r.platform == "notion"]
     users: dict[str, dict[str, Any]] = {}
     for r in records:
-        people = list(r.authors) + ([m.author for m in _walk(r.messages)] if isinstance(r, Thread) else [])
+        people = list(r.authors) + ([m.author for m in all_messages(r.messages)] if isinstance(r, Thread) else [])
         for p in people:
             if p is not None and p.id not in users:
                 users[p.id] = {"object": "user", "id": _id("user", p.id), "name": p.name or p.id, "type": "person",
@@ -93,7 +93,7 @@ def kestrel_workspace(records: list[Any] | None = None) -> dict[str, Any]:
                 "last_edited_time": r.updated_at.isoformat(),
                 "properties": {"title": {"type": "title", "title": rich(r.title)}},
                 "children": [_block(r.entity_id, i, kind, text)
-                             for i, (kind, text) in enumerate(samples.text_blocks(r.text))]}
+                             for i, (kind, text) in enumerate(text_blocks(r.text))]}
         if author:
             page["created_by"] = page["last_edited_by"] = author
         container(path)["children"].append(page)
@@ -102,7 +102,7 @@ def kestrel_workspace(records: list[Any] | None = None) -> dict[str, Any]:
         if not isinstance(r, Thread) or not r.parent_id:
             continue
         discussion = _id("discussion", r.entity_id)
-        for m in _walk(r.messages):
+        for m in all_messages(r.messages):
             comments.append({"object": "comment", "id": _id("comment", m.id), "discussion_id": discussion,
                              "parent": {"type": "page_id", "page_id": _id("page", r.parent_id)},
                              "created_time": m.created_at.isoformat(), "last_edited_time": m.created_at.isoformat(),
@@ -115,14 +115,14 @@ def kestrel_workspace(records: list[Any] | None = None) -> dict[str, Any]:
 
 def kestrel_edits(records: list[Any] | None = None) -> list[SandboxEdit]:
     """The sample's Notion edits as ``edit_block`` operations on the workspace above, in order."""
-    records = records if records is not None else samples.load_records()
+    records = records if records is not None else load_records()
     docs = {r.entity_id: r for r in records if isinstance(r, Document) and r.platform == "notion"}
     out = []
     for e in records:
         if not isinstance(e, Edit) or e.platform != "notion" or e.entity_id not in docs or e.before is None:
             continue
         needle = f"{e.field}: {e.before}"
-        for i, (kind, text) in enumerate(samples.text_blocks(docs[e.entity_id].text)):
+        for i, (kind, text) in enumerate(text_blocks(docs[e.entity_id].text)):
             if needle in text:
                 out.append(SandboxEdit(e.entity_id, e.field, e.before, e.after, "edit_block",
                                        {"id": _id("block", e.entity_id, str(i)),
@@ -130,14 +130,6 @@ def kestrel_edits(records: list[Any] | None = None) -> list[SandboxEdit]:
                 break
         else:
             raise ValueError(f"the sample edit of {e.entity_id} ({needle!r}) matches no block of its page")
-    return out
-
-
-def _walk(messages: list[Any]) -> list[Any]:
-    out = []
-    for m in messages:
-        out.append(m)
-        out += _walk(m.replies)
     return out
 
 
@@ -156,7 +148,7 @@ def with_generated_pages(workspace: dict[str, Any], count: int) -> dict[str, Any
         team["children"].append({
             "object": "page", "id": _id("page", entity), "created_time": "2026-10-03T09:00:00.000Z",
             "properties": {"title": {"type": "title", "title": rich(f"Checkout service {i}")}},
-            "children": [_block(entity, j, kind, t) for j, (kind, t) in enumerate(samples.text_blocks(text))]})
+            "children": [_block(entity, j, kind, t) for j, (kind, t) in enumerate(text_blocks(text))]})
     return workspace
 
 

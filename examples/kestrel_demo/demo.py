@@ -1,10 +1,10 @@
 """The end-to-end demo (``engram demo``), and the measurements built on it (``engram bench demo``,
 ``engram bench freshness``).
 
-One team (Kestrel, ``engram_sdk/samples/kestrel``) on three platforms, every part real:
+One team (Kestrel, ``records.jsonl`` beside this file) on three platforms, every part real:
 
 1. three sandboxes (Notion, Microsoft 365 over TLS, Harvey) on loopback, seeded with the team's
-   workspace in each platform's own format (``kestrel_workspace()`` beside each sandbox), with
+   workspace in each platform's own format (``kestrel_workspace()`` in ``*_workspace.py`` here), with
    demo-sized rate-limit budgets (the 429 paths stay on);
 2. the three connections made as ``engram connect`` makes them (Notion token; Microsoft client
    credentials plus a device-code sign-in approved in the sandbox's identity provider; Harvey token),
@@ -37,16 +37,18 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._config import Settings
-from ._exceptions import AuthorizationPending, EngramError
-from ._sandbox import SandboxServer
-from ._secrets import FileSecretStore
-from ._signing import Keyring, load_key_set
-from ._store import EventStore
+from engram_sdk import EngramError, EventStore, Keyring, Settings, load_key_set
+from engram_sdk.connectors import AuthorizationPending, FileSecretStore
 
-__all__ = ["DEMO_BOUNDS", "DEMO_FACTS", "DEMO_TRAINING", "Demo", "DemoError", "DemoReport"]
+from .records import load_records
+
+if TYPE_CHECKING:  # the sandboxes need the server extra: imported when they start
+    from engram_sdk.connectors import SandboxServer
+
+__all__ = ["CONNECTIONS", "DEMO_BOUNDS", "DEMO_FACTS", "DEMO_TRAINING", "EDITED_FACT", "FRESHNESS_START", "Demo",
+           "DemoError", "DemoReport", "check_installed", "measure_freshness"]
 
 # The demo's training recipe: TrainConfig overrides (training/engram_training/config.py holds the
 # full recipe; whatever is not named here follows it). The first run uses the recipe that passed
@@ -84,6 +86,14 @@ CONNECTIONS = {"notion": "kestrel-notion", "microsoft": "kestrel-microsoft", "ha
 
 class DemoError(EngramError):
     """A demo step failed; the message names the step and the reason."""
+
+
+def check_installed() -> None:
+    """DemoError naming the extra to install when the trainer is missing (the demo trains an adapter)."""
+    try:
+        import engram_training  # noqa: F401
+    except ImportError as exc:
+        raise DemoError(f"the demo trains an adapter: pip install 'engram-sdk[all]' ({exc.name} is missing)") from None
 
 
 @dataclass
@@ -219,7 +229,7 @@ class Demo:
             with _step(self.report, "server"):
                 self.server_url = self._start_server(stack)
                 token = self._api_key(stack)
-            from .client import EngramClient
+            from engram_sdk.client import EngramClient
 
             self.client = stack.enter_context(EngramClient(self.server_url, token, timeout=600.0, max_retries=0))
             with _step(self.report, "questions"):
@@ -237,13 +247,13 @@ class Demo:
         if saved.exists():
             return json.loads(saved.read_text())
         if platform == "notion":
-            from engram_notion._kestrel import kestrel_workspace, with_generated_pages
+            from .notion_workspace import kestrel_workspace, with_generated_pages
 
             return with_generated_pages(kestrel_workspace(), self.extra_pages)
         elif platform == "microsoft":
-            from engram_microsoft._kestrel import kestrel_workspace
+            from .microsoft_workspace import kestrel_workspace
         else:
-            from engram_harvey._kestrel import kestrel_workspace
+            from .harvey_workspace import kestrel_workspace
         return kestrel_workspace()
 
     def _start_sandboxes(self, stack: ExitStack) -> dict[str, SandboxServer]:
@@ -251,6 +261,7 @@ class Demo:
             from engram_harvey.sandbox import HarveySandbox
             from engram_microsoft.sandbox import MicrosoftSandbox
             from engram_notion.sandbox import NotionSandbox
+            from engram_sdk.connectors import SandboxServer
         except ImportError as exc:
             raise DemoError(f"the demo needs the connectors: pip install 'engram-sdk[all]' ({exc.name} is missing)")
         # Each sandbox keeps its port from run to run: a connection's checkpoint may hold the
@@ -294,7 +305,7 @@ class Demo:
     # --- 2. connections and syncs ------------------------------------------------------------------
 
     def _connect(self, platform: str, scope: str, config: dict[str, Any]) -> Any:
-        from ._connections import connect
+        from engram_sdk._connections import connect  # what `engram connect` runs (no public name)
 
         return connect(self.store, self.secrets, platform=platform, name=CONNECTIONS[platform], team_id=self.team,
                        scope=scope, config=config)
@@ -302,9 +313,9 @@ class Demo:
     def _connect_all(self) -> None:
         from pydantic import SecretStr
 
-        from engram_harvey import _kestrel as hv
-        from engram_microsoft import _kestrel as ms
-        from engram_notion import _kestrel as nt
+        from . import harvey_workspace as hv
+        from . import microsoft_workspace as ms
+        from . import notion_workspace as nt
 
         sb = self.sandboxes
         conns = {}
@@ -336,7 +347,7 @@ class Demo:
             self.say(f"connected {c.name}: {c.account_name} ({c.source}) -> team {c.team_id}")
 
     def _sync_all(self) -> None:
-        from ._sync import SyncRunner
+        from engram_sdk.connectors import SyncRunner
 
         runner = SyncRunner(self.store, self.keyring, self.secrets)
         task = self._bar("syncing", len(CONNECTIONS))
@@ -357,8 +368,8 @@ class Demo:
         sandboxes and picked up by an incremental sync as Edit events."""
         if self.state.get("history_edits"):
             return
-        from engram_harvey._kestrel import kestrel_edits as harvey_edits
-        from engram_notion._kestrel import kestrel_edits as notion_edits
+        from .harvey_workspace import kestrel_edits as harvey_edits
+        from .notion_workspace import kestrel_edits as notion_edits
 
         for e in notion_edits():
             if e.field.lower() != EDITED_FACT:
@@ -373,7 +384,7 @@ class Demo:
         self._save_workspaces()
 
     def _count_events(self) -> None:
-        from ._exceptions import SignatureError
+        from engram_sdk import SignatureError
 
         trusted = self.store.trusted_keys()
         by_platform: dict[str, int] = {}
@@ -517,7 +528,7 @@ class Demo:
         return url
 
     def _api_key(self, stack: ExitStack) -> str:
-        from ._apikeys import ApiKeys
+        from engram_sdk._apikeys import ApiKeys  # the server's key table (no public name)
 
         keys = ApiKeys(self.store)
         key, token = keys.create(self.team, "query", "engram demo")
@@ -565,7 +576,7 @@ class Demo:
     def _ask(self, question: str, fact: str, expected: dict[str, str], rag: Any = None) -> Answered:
         from engram_training.facts import is_correct
 
-        from ._exceptions import APIError
+        from engram_sdk import APIError
 
         want = expected.get(fact, "")
         try:
@@ -608,14 +619,9 @@ class Demo:
     def _notion_webhook(self) -> None:
         """Point the Notion sandbox's webhook at the server; the first time, through Notion's
         verification handshake (the token arrives at the server, the operator confirms it)."""
-        from engram_notion._connector import (
-            WEBHOOK_STATE,
-            confirm_webhook_verification,
-            reset_webhook_verification,
-            reveal_verification_token,
-        )
-
-        from ._connections import Connections
+        from engram_notion import confirm_webhook_verification, reset_webhook_verification, reveal_verification_token
+        from engram_notion._connector import WEBHOOK_STATE  # no public name: the connection's handshake state
+        from engram_sdk.connectors import Connections
 
         name = CONNECTIONS["notion"]
         admin = self.sandboxes["notion"].admin
@@ -640,7 +646,7 @@ class Demo:
         admin.set_webhook(url, token)
 
     def _live_edit(self) -> None:
-        from engram_notion._kestrel import kestrel_edits
+        from .notion_workspace import kestrel_edits
 
         questions = dict((fact.rsplit("::", 1)[1], (q, fact)) for q, fact in self._questions())
         edit = next(e for e in kestrel_edits() if e.field.lower() == EDITED_FACT)
@@ -679,7 +685,7 @@ class Demo:
             self._show(a)
 
     def _wait_for_events(self, before: int, timeout: float = 120.0) -> int:
-        from ._webhooks import WebhookQueue
+        from engram_sdk.connectors import WebhookQueue
 
         queue = WebhookQueue(self.store)
         deadline = time.monotonic() + timeout
@@ -722,7 +728,7 @@ def measure_freshness(root: Path, *, scale: int = 10, base_model: str | None = N
     recipe = dict(DEMO_TRAINING if training is None else training)
     out: dict[str, Any] = {"scale": scale, "bounds": dict(DEMO_BOUNDS if bounds is None else bounds)}
     for size in (1, scale):
-        kestrel = len(_sample_records())
+        kestrel = len(load_records())
         say(f"[bold]freshness at {size}x the workspace[/bold]")
         demo = Demo(root / f"x{size}", base_model=base_model, training=recipe, bounds=bounds, say=say,
                     progress=progress, first_training=None if size == 1 else {**recipe, **FRESHNESS_START},
@@ -754,8 +760,3 @@ def measure_freshness(root: Path, *, scale: int = 10, base_model: str | None = N
     })
     return out
 
-
-def _sample_records() -> list[Any]:
-    from . import samples
-
-    return samples.load_records()

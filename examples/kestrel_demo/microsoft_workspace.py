@@ -1,4 +1,4 @@
-"""The shipped Kestrel sample team (``engram_sdk/samples/kestrel``) as a Microsoft sandbox workspace.
+"""The Kestrel team (``records.jsonl``) as a Microsoft sandbox workspace.
 
 The records stay the one source: a OneNote ``Document`` (``doc_type`` ``note``, path *notebook /
 section*) becomes a OneNote page whose HTML is its text (paragraphs and a bulleted list), a
@@ -14,8 +14,9 @@ import html
 import uuid
 from typing import Any
 
-from engram_sdk import samples
-from engram_sdk._records import Document, Thread
+from engram_sdk import Document, Thread
+
+from .records import all_messages, load_records, text_blocks
 
 __all__ = ["KESTREL_APP", "KESTREL_USER", "kestrel_scope", "kestrel_workspace"]
 
@@ -30,7 +31,7 @@ def _id(*parts: str) -> str:
 
 def _html(text: str) -> str:
     out, items = [], []
-    for kind, body in samples.text_blocks(text):
+    for kind, body in text_blocks(text):
         if kind == "bullet":
             items.append(f"<li>{html.escape(body)}</li>")
             continue
@@ -60,7 +61,7 @@ def kestrel_scope(records: list[Any] | None = None) -> str:
 
 def kestrel_workspace(records: list[Any] | None = None) -> dict[str, Any]:
     """The Microsoft sandbox workspace of the sample team (see the module docstring)."""
-    records = [r for r in (records if records is not None else samples.load_records()) if r.platform == "microsoft"]
+    records = [r for r in (records if records is not None else load_records()) if r.platform == "microsoft"]
     users: dict[str, dict[str, Any]] = {}
     teams: dict[str, dict[str, Any]] = {}
     notebooks: dict[str, dict[str, Any]] = {}
@@ -80,7 +81,7 @@ def kestrel_workspace(records: list[Any] | None = None) -> dict[str, Any]:
             for root in r.messages:
                 msg_id = str(int(root.created_at.timestamp() * 1000))
                 replies = []
-                for k, reply in enumerate(_flatten(root.replies)):
+                for k, reply in enumerate(all_messages(root.replies)):
                     replies.append({"id": str(int(reply.created_at.timestamp() * 1000) + k), "replyToId": msg_id,
                                     "createdDateTime": _ts(reply.created_at), "from": _from(reply.author),
                                     "body": {"contentType": "text", "content": reply.text}})
@@ -119,10 +120,3 @@ def kestrel_workspace(records: list[Any] | None = None) -> dict[str, Any]:
             "teams": list(teams.values()), "notebooks": list(notebooks.values()), "sites": list(sites.values()),
             "drives": []}
 
-
-def _flatten(messages: list[Any]) -> list[Any]:
-    out = []
-    for m in messages:
-        out.append(m)
-        out += _flatten(m.replies)
-    return out

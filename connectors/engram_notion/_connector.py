@@ -140,10 +140,10 @@ class NotionCheckpoint(BaseModel):
 
 class NotionConnector(Connector[NotionConfig, NotionCheckpoint]):
     platform = "notion"
+    description = "Notion pages, data sources, rows and comments (notion-client)"
     Config = NotionConfig
     Checkpoint = NotionCheckpoint
-    scope_kinds = ("page",)
-    description = "Notion pages, data sources, rows and comments (notion-client)"
+    scope_kinds = ("page",)  # a root page covers every page, data source and row below it
     sandbox = "engram_notion.sandbox:NotionSandbox"
 
     def __init__(self, config: NotionConfig, ctx: ConnectorContext):

@@ -85,17 +85,17 @@ def verify_hmac_sha256(secret: str | bytes, payload: bytes, signature: str | Non
                        encoding: str = "hex", header: str = "signature") -> None:
     """Raise ``WebhookError`` unless ``signature`` (e.g. ``"sha256=<hex>"``) is the HMAC-SHA256 of
     ``payload`` keyed with ``secret``. Compared in constant time; hex is compared without regard
-    to case. ``header`` names the signature in the error messages."""
+    to case. ``header`` (e.g. ``"X-Notion-Signature"``) names the signature in the messages."""
     if not signature:
-        raise WebhookError(WebhookError.MISSING_HEADER, f"the delivery carries no {header}")
+        raise WebhookError(WebhookError.MISSING_HEADER, f"no {header} in the delivery")
     if prefix and not signature.startswith(prefix):
-        raise WebhookError(WebhookError.MALFORMED_HEADER, f"the {header} does not start with {prefix!r}")
+        raise WebhookError(WebhookError.MALFORMED_HEADER, f"{header} does not start with {prefix!r}")
     got = signature[len(prefix):]
     expected = sign_hmac_sha256(secret, payload, encoding=encoding)
     if encoding == "hex":
         got = got.lower()
     if not hmac.compare_digest(expected.encode(), got.encode()):
-        raise WebhookError(WebhookError.NO_MATCH, f"the {header} does not match the payload")
+        raise WebhookError(WebhookError.NO_MATCH, f"{header} does not match the body")
 
 
 def _standard_key(secret: str) -> bytes:

@@ -28,7 +28,10 @@ A connector is one class with two pydantic models and two required methods::
 - Records must be deterministic for unchanged content (same text, same ``updated_at``), so a
   resumed or repeated sync produces the same event ids and stores nothing twice.
 - Scope: only content inside ``ctx.connection.scope`` may be yielded; ``fetch`` of an id that is
-  gone or now outside the scope yields a ``Tombstone`` (reason ``deleted``/``out_of_scope``).
+  gone or now outside the scope yields ``ctx.tombstone(id, "deleted" / "out_of_scope")``.
+- Deletions follow one rule, ``ctx.tombstone``: a ``Tombstone`` only for an entity with a stored,
+  not-yet-deleted record, its revision derived from that record's event; for anything else the
+  connector yields nothing (an id it was asked to fetch then counts as done).
 - One bad item never aborts a sync: catch its error, ``yield ItemFailed(entity_id, reason)``,
   go on. The runner records it and passes the id to ``fetch`` on the next run.
 - A revoked or expired grant raises ``ReconnectNeeded``; rate limits and 5xx are retried by the
@@ -36,8 +39,8 @@ A connector is one class with two pydantic models and two required methods::
 - Secrets (tokens, refresh tokens, caches) live in ``ctx.secrets``; never log them or put them in
   an exception message, a record or the checkpoint. Config fields typed ``SecretStr`` are stored
   there automatically by ``engram connect``.
-- To emit an ``Edit``, read the previous version with ``ctx.previous(entity_id)`` and yield the
-  ``Edit`` before the new ``Document`` of the same entity.
+- To emit an ``Edit``, yield ``ctx.edit(doc)`` (the change from the stored version, or None)
+  before the new ``Document`` of the same entity.
 
 Discovery: an installed package lists its connector class in the ``engram.connectors`` entry-point
 group (``[project.entry-points."engram.connectors"] example = "pkg.module:ExampleConnector"``).
@@ -53,9 +56,10 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import import_module
 from importlib.metadata import entry_points, packages_distributions
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, Union
 
 import sqlalchemy as sa
 from pydantic import BaseModel, SecretStr
@@ -63,7 +67,7 @@ from pydantic import BaseModel, SecretStr
 from . import _schema as t
 from ._exceptions import ConfigError
 from ._http import Clock, SystemClock
-from ._records import Document, Edit, Thread, Tombstone, parse_record
+from ._records import Document, Edit, Person, Thread, Tombstone, parse_record
 
 if TYPE_CHECKING:
     from ._secrets import ConnectionSecrets
@@ -98,6 +102,7 @@ ENTRY_POINT_GROUP = "engram.connectors"
 logging.getLogger("engram").addHandler(logging.NullHandler())
 
 Record = Union[Document, Thread, Edit, Tombstone]
+TombstoneReason = Literal["deleted", "trashed", "unshared", "out_of_scope"]
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 CheckpointT = TypeVar("CheckpointT", bound=BaseModel)
 
@@ -296,6 +301,38 @@ class ConnectorContext:
     def previous(self, entity_id: str) -> Document | Thread | None:
         """The last stored document or thread of ``entity_id`` for this team and account, with a
         split record's parts joined back; None if never stored (or last stored as deleted)."""
+        latest = self._latest(entity_id)
+        return latest[0] if latest is not None else None
+
+    def edit(self, doc: Document, *, author: Person | None = None) -> Edit | None:
+        """The ``Edit`` from the stored version of ``doc``'s entity to ``doc`` (``Edit.between``);
+        None when nothing was stored or the text is unchanged. Yield it before ``doc``."""
+        return Edit.between(self.previous(doc.entity_id), doc, author=author)
+
+    def tombstone(self, gone: str | Tombstone, reason: TombstoneReason = "deleted", *,
+                  at: datetime | None = None) -> list[Tombstone]:
+        """The one rule for deletions: a ``Tombstone`` only for an entity that has a stored,
+        not-yet-deleted record for this team and account; nothing for one never stored or
+        already deleted. A list of one or none, so a connector's generator can ``yield from`` it.
+        Its revision is ``deleted-after:<event id of that record>``, so the same deletion
+        noticed twice (a sync, a webhook refetch, a retry, ``--reconcile``) is one event.
+
+        ``gone`` is the entity id, or a ``Tombstone`` a normaliser built from the platform's own
+        answer (a trashed page, a deleted message), which is kept as built. From an id, the
+        tombstone copies platform, workspace, parent, url and path from the stored record; ``at``
+        is when the platform says the entity went, by default the stored version's time (a rerun
+        then builds the identical record)."""
+        entity_id = gone.entity_id if isinstance(gone, Tombstone) else gone
+        latest = self._latest(entity_id)
+        if latest is None:
+            return []
+        last, event_id = latest
+        if isinstance(gone, Tombstone):
+            return [gone.model_copy(update={"revision": deletion_revision(event_id)})]
+        return [tombstone_after(last, event_id, reason, at=at)]
+
+    def _latest(self, entity_id: str) -> tuple[Document | Thread, str] | None:
+        """``previous`` with the id of the event it was read from."""
         if self.store is None or self.connection.source is None:
             return None
         ev = t.events
@@ -323,7 +360,7 @@ class ConnectorContext:
 
         first = record(rows[0].event_id)
         if first is None or first.part is None:
-            return first if isinstance(first, (Document, Thread)) else None
+            return (first, rows[0].event_id) if isinstance(first, (Document, Thread)) else None
         parts: dict[int, Any] = {}
         for r in rows:
             if r.type == "ai.engram.entity.deleted":
@@ -335,8 +372,10 @@ class ConnectorContext:
                 break
         ordered = [parts[i] for i in sorted(parts)]
         if isinstance(first, Document):
-            return first.model_copy(update={"text": "".join(p.text for p in ordered), "part": None})
-        return first.model_copy(update={"messages": [m for p in ordered for m in p.messages], "part": None})
+            whole: Document | Thread = first.model_copy(update={"text": "".join(p.text for p in ordered), "part": None})
+        else:
+            whole = first.model_copy(update={"messages": [m for p in ordered for m in p.messages], "part": None})
+        return whole, rows[0].event_id
 
     def set_meta(self, **values: Any) -> None:
         """Remember small non-secret facts on the connection (e.g. a webhook's verification state);
@@ -357,6 +396,20 @@ class ConnectorContext:
         from ._connections import Connections
 
         return Connections(self.store).change_meta(self.connection.name, change)
+
+
+def deletion_revision(event_id: str) -> str:
+    """The revision of a deletion: named after the last stored event of the entity, so every path
+    that notices the same deletion derives the same event id."""
+    return f"deleted-after:{event_id}"
+
+
+def tombstone_after(last: Any, event_id: str, reason: TombstoneReason = "deleted", *,
+                    at: datetime | None = None) -> Tombstone:
+    """The Tombstone of an entity whose last stored record is ``last`` (event ``event_id``)."""
+    return Tombstone(platform=last.platform, workspace_id=last.workspace_id, entity_id=last.entity_id,
+                     parent_id=last.parent_id, url=last.url, path=list(last.path),
+                     updated_at=at or last.updated_at, reason=reason, revision=deletion_revision(event_id))
 
 
 # --- the contract ----------------------------------------------------------------------------------

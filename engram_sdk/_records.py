@@ -16,6 +16,7 @@ splits before signing.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal, Union
 
 from ._canonical import canonical_json
@@ -134,12 +135,28 @@ class Message(_Model):
     text: str
     replies: list[Message] = Field(default_factory=list)
 
+    def walk(self) -> Iterator[tuple[Message, Message | None]]:
+        """This message and every reply below it (replies of replies too) in reading order, each
+        with the message it answers (None for this one). Iterative, so a reply chain thousands
+        deep cannot reach the recursion limit."""
+        stack: list[tuple[Message, Message | None]] = [(self, None)]
+        while stack:
+            message, parent = stack.pop()
+            yield message, parent
+            stack.extend((reply, message) for reply in reversed(message.replies))
+
 
 class Thread(_RecordBase):
     kind: Literal["thread"] = "thread"
     thread_type: NonEmpty = Field(default="conversation", description="channel_thread, comments, query, ...")
     title: str = ""
     messages: list[Message] = Field(min_length=1)
+
+    def walk(self) -> Iterator[tuple[Message, Message | None]]:
+        """Every message of the thread in reading order (each root, then its replies, depth first),
+        each with the message it answers (None for a root)."""
+        for root in self.messages:
+            yield from root.walk()
 
 
 class Edit(_RecordBase):
@@ -150,6 +167,20 @@ class Edit(_RecordBase):
     after: str
     author: Person | None = None
     title: str = ""
+
+    @classmethod
+    def between(cls, previous: Document | Thread | None, doc: Document, *,
+                author: Person | None = None) -> Edit | None:
+        """The text change from ``previous`` (the entity's last stored version, as
+        ``ConnectorContext.previous`` returns it) to ``doc``; None when there is no earlier document
+        or its text is unchanged: a first sighting is a Document, not an Edit. ``author`` (who
+        made the change, when the platform says) defaults to the document's last author."""
+        if not isinstance(previous, Document) or previous.text == doc.text:
+            return None
+        return cls(platform=doc.platform, workspace_id=doc.workspace_id, entity_id=doc.entity_id,
+                   parent_id=doc.parent_id, url=doc.url, path=list(doc.path), authors=list(doc.authors),
+                   created_at=doc.created_at, updated_at=doc.updated_at, field="text", before=previous.text,
+                   after=doc.text, author=author or (doc.authors[-1] if doc.authors else None), title=doc.title)
 
 
 class Tombstone(_RecordBase):

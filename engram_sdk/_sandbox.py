@@ -27,6 +27,9 @@ foreground through ``run_forever``.
 
 The base provides, before a platform route runs (admin routes are exempt):
 
+- **authentication**: the subclass's ``authenticate(request)`` names the principal (a route reads
+  it as ``request.state.principal``) or answers the platform's 401; ``open_paths`` need none
+
 - **request counting**: ``GET /_sandbox/stats`` -> ``{"requests": N, "by_path": {...}}``;
   ``POST /_sandbox/stats/reset``
 - **revoked tokens**: ``POST /_sandbox/tokens/revoke {"token": T}`` -> every request bearing T gets
@@ -139,6 +142,8 @@ class Sandbox:
     """Base class of a platform sandbox; see the module docstring."""
 
     platform: str = "sandbox"
+    # Platform paths (prefixes) served without a credential: OAuth endpoints, pre-signed downloads.
+    open_paths: tuple[str, ...] = ()
 
     def __init__(self, workspace: dict[str, Any] | None = None, *, clock: Clock | None = None):
         self.lock = threading.RLock()
@@ -176,6 +181,13 @@ class Sandbox:
         auth = request.headers.get("authorization", "")
         return auth[7:].strip() if auth.lower().startswith("bearer ") else None
 
+    def authenticate(self, request: Request) -> Any:
+        """Who a platform request comes from, decided once for every platform route (under the
+        lock, after the base's own checks): return the principal, which the route reads as
+        ``request.state.principal``, or a ``Response`` to answer instead (the platform's 401).
+        Paths under ``open_paths`` skip it. The default lets every request in as its token."""
+        return self.token_of(request)
+
     @classmethod
     def default_workspace(cls) -> dict[str, Any]:
         """The workspace ``engram sandbox <platform>`` serves when given no ``--workspace``."""
@@ -201,14 +213,18 @@ class Sandbox:
 
     # --- webhooks ----------------------------------------------------------------------------------
 
-    def deliver(self, payload: dict[str, Any] | bytes) -> Delivery | None:
-        """Queue one signed delivery to the configured URL; None when no URL is configured."""
+    def deliver(self, payload: dict[str, Any] | bytes, *, url: str | None = None,
+                headers: dict[str, str] | None = None) -> Delivery | None:
+        """Queue one delivery to ``url`` (default: the configured webhook URL), with ``headers``
+        (default: ``sign_delivery``'s); None when there is no URL to send to."""
         with self.lock:
-            if not self.webhook_url:
+            url = url or self.webhook_url
+            if not url:
                 return None
             body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             index = len(self.deliveries)
-            d = Delivery(index=index, url=self.webhook_url, body=body.decode(), headers=self.sign_delivery(body, index))
+            d = Delivery(index=index, url=url, body=body.decode(),
+                         headers=headers if headers is not None else self.sign_delivery(body, index))
             self.deliveries.append(d)
         self._enqueue(d)
         return d
@@ -430,7 +446,15 @@ class _Gate:
         if scope["type"] != "http" or scope["path"].startswith(ADMIN_PREFIX):
             await self.app(scope, receive, send)
             return
-        response, delay = self.sandbox._gate(Request(scope))
+        request = Request(scope)
+        response, delay = self.sandbox._gate(request)
+        if response is None and not scope["path"].startswith(self.sandbox.open_paths):
+            with self.sandbox.lock:
+                principal = self.sandbox.authenticate(request)
+            if isinstance(principal, Response):
+                response = principal
+            else:
+                request.state.principal = principal
         if delay:
             await asyncio.sleep(delay)
         if response is not None:

@@ -13,8 +13,9 @@
    produced again from the last committed checkpoint.
 3. **Reconcile** (``reconcile=True``): the connector lists every entity id in scope; each entity
    stored for this team and account whose latest event is not a deletion, and that is no longer
-   listed, gets a ``Tombstone``. Its event id is derived from the last stored event, so running
-   reconcile twice, or again after a crash, emits one deletion per entity.
+   listed, gets a ``Tombstone`` built by the connectors' own rule (``ConnectorContext.tombstone``):
+   its event id is derived from the last stored event, so running reconcile twice, again after a
+   crash, or after a webhook refetch noticed the same deletion, emits one deletion per entity.
 
 One sync per connection at a time: a second ``run`` of a connection that is syncing (another
 process, a scheduled job overlapping a manual run) fails at once with ``ConnectorError`` instead of
@@ -46,7 +47,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import _schema as t
 from ._connections import Connections, open_connector
-from ._connector import Connection, Connector, ItemFailed, load_connector
+from ._connector import Connection, Connector, ItemFailed, load_connector, tombstone_after
 from ._exceptions import (
     AuthError,
     ConfigError,
@@ -290,7 +291,9 @@ class SyncRunner:
                             self._fail_item(conn, result, failed)
             finally:
                 batch.flush(None)
-            fixed = sorted((earlier & batch.entities) - still)
+            # An id fetch answered without an ItemFailed is done, records or not: one that is gone
+            # and was never stored yields nothing (``ConnectorContext.tombstone``), and must clear.
+            fixed = sorted(earlier - still)
             self.connections.clear_failures(conn.name, fixed)
             result.retried += len(fixed)
             earlier -= set(fixed)
@@ -341,17 +344,12 @@ class SyncRunner:
         alive = _alive_entities(self.store, conn.team_id, conn.source or "")
         gone = sorted(set(alive) - listed)
         batch = _Batcher(self, conn, signer, result, "reconcile")
-        now = datetime.now(timezone.utc)
         for entity_id in gone:
             last_event_id = alive[entity_id]
             stored = self.store.get(conn.team_id, last_event_id)
             if stored is None:  # pragma: no cover - the id was just read from the same table
                 continue
-            last = parse_record(stored.envelope["data"])
-            tomb = Tombstone(platform=last.platform, workspace_id=last.workspace_id, entity_id=entity_id,
-                             parent_id=last.parent_id, url=last.url, path=list(last.path), updated_at=now,
-                             revision=f"reconciled-after:{last_event_id}", reason="deleted")
-            batch.add(tomb)
+            batch.add(tombstone_after(parse_record(stored.envelope["data"]), last_event_id))
             result.tombstones += 1
         batch.flush(None)
 

@@ -19,8 +19,9 @@ done. A failing row is retried with exponential backoff and, after ``max_attempt
 the connection ``reconnect_needed``.
 
 **Signature helpers** for connectors: ``verify_hmac_sha256`` (constant-time compare of a hex or
-base64 HMAC) and ``StandardWebhook`` (Standard Webhooks v1: ``webhook-id``/``webhook-timestamp``/
-``webhook-signature``; timestamps outside +-5 minutes rejected by default), with ``sign`` for tests.
+base64 HMAC; ``sign_hmac_sha256`` makes one for sandboxes and tests) and ``StandardWebhook``
+(Standard Webhooks v1: ``webhook-id``/``webhook-timestamp``/``webhook-signature``; timestamps
+outside +-5 minutes rejected by default), with ``sign`` for tests.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ __all__ = [
     "WebhookReceiver",
     "WebhookWorker",
     "WorkerReport",
+    "sign_hmac_sha256",
     "verify_hmac_sha256",
 ]
 
@@ -71,19 +73,29 @@ DEFAULT_TOLERANCE = 300  # seconds, both directions (the Standard Webhooks refer
 # --- signature helpers -----------------------------------------------------------------------------
 
 
-def verify_hmac_sha256(secret: str | bytes, payload: bytes, signature: str | None, *, prefix: str = "",
-                       encoding: str = "hex") -> None:
-    """Raise ``WebhookError`` unless ``signature`` (e.g. ``"sha256=<hex>"``) is the HMAC-SHA256 of
-    ``payload`` keyed with ``secret``. Compared in constant time."""
-    if not signature:
-        raise WebhookError(WebhookError.MISSING_HEADER, "the delivery carries no signature")
-    if prefix and not signature.startswith(prefix):
-        raise WebhookError(WebhookError.MALFORMED_HEADER, f"the signature does not start with {prefix!r}")
+def sign_hmac_sha256(secret: str | bytes, payload: bytes, *, prefix: str = "", encoding: str = "hex") -> str:
+    """``prefix`` + the HMAC-SHA256 of ``payload`` keyed with ``secret``, as lower-case hex or
+    base64: what a platform puts in its signature header (for sandboxes and tests)."""
     key = secret.encode() if isinstance(secret, str) else secret
     digest = hmac.new(key, payload, hashlib.sha256).digest()
-    expected = digest.hex() if encoding == "hex" else base64.b64encode(digest).decode()
-    if not hmac.compare_digest(expected.encode(), signature[len(prefix):].encode()):
-        raise WebhookError(WebhookError.NO_MATCH, "the signature does not match the payload")
+    return prefix + (digest.hex() if encoding == "hex" else base64.b64encode(digest).decode())
+
+
+def verify_hmac_sha256(secret: str | bytes, payload: bytes, signature: str | None, *, prefix: str = "",
+                       encoding: str = "hex", header: str = "signature") -> None:
+    """Raise ``WebhookError`` unless ``signature`` (e.g. ``"sha256=<hex>"``) is the HMAC-SHA256 of
+    ``payload`` keyed with ``secret``. Compared in constant time; hex is compared without regard
+    to case. ``header`` (e.g. ``"X-Notion-Signature"``) names the signature in the messages."""
+    if not signature:
+        raise WebhookError(WebhookError.MISSING_HEADER, f"no {header} in the delivery")
+    if prefix and not signature.startswith(prefix):
+        raise WebhookError(WebhookError.MALFORMED_HEADER, f"{header} does not start with {prefix!r}")
+    got = signature[len(prefix):]
+    expected = sign_hmac_sha256(secret, payload, encoding=encoding)
+    if encoding == "hex":
+        got = got.lower()
+    if not hmac.compare_digest(expected.encode(), got.encode()):
+        raise WebhookError(WebhookError.NO_MATCH, f"{header} does not match the body")
 
 
 def _standard_key(secret: str) -> bytes:

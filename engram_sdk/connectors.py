@@ -1,14 +1,18 @@
 """Everything a connector author needs, in one import: ``from engram_sdk.connectors import ...``.
 
 - The contract: ``Connector`` (subclass it), ``Account``, ``Container``, ``ItemFailed``,
-  ``ConnectorContext`` (``ctx.secrets``, ``ctx.clock``, ``ctx.previous(entity_id)``), ``Scope``,
-  ``WebhookRequest`` / ``WebhookResult``; records ``Document``, ``Thread``, ``Message``, ``Edit``,
-  ``Tombstone``, ``Person``.
+  ``ConnectorContext`` (``ctx.secrets``, ``ctx.clock``, ``ctx.previous(entity_id)``,
+  ``ctx.edit(doc)``, ``ctx.tombstone(entity_id, reason)``), ``Scope``, ``WebhookRequest`` /
+  ``WebhookResult``; records ``Document``, ``Thread`` (``thread.walk()``: every message, replies
+  of replies too), ``Message``, ``Edit`` (``Edit.between(previous, doc)``), ``Tombstone``,
+  ``Person``.
 - The HTTP toolkit: ``build_client``, ``Rate``, ``RateLimiter``, ``RetryPolicy``, ``FakeClock``,
-  ``raise_for_status``, ``platform_errors``, ``client_stats``, ``parse_retry_after``.
+  ``raise_for_status``, ``platform_errors``, ``client_stats``, ``parse_retry_after``; for a
+  platform library that hides httpx's answers, ``network_error``, ``rate_limited`` and
+  ``RetryStop`` translate its errors the same way.
 - Errors: ``AuthError``, ``ReconnectNeeded``, ``AuthorizationPending``, ``RateLimited``,
-  ``PlatformError``, ``PermissionDenied``, ``NotFound``, ``WebhookError``.
-- Webhook signatures: ``verify_hmac_sha256``, ``StandardWebhook``.
+  ``PlatformError``, ``PermissionDenied``, ``NotFound``, ``WebhookError``, ``ConfigError``.
+- Webhook signatures: ``verify_hmac_sha256`` / ``sign_hmac_sha256``, ``StandardWebhook``.
 - The sandbox base: ``Sandbox``, ``serve``, ``SandboxServer``, ``SandboxAdmin``.
 - Running things: ``SyncRunner``, ``WebhookReceiver``, ``WebhookQueue``, ``WebhookWorker``,
   ``Connections``, secrets stores, ``register_connector`` / ``load_connector``.
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._connections import Connections, open_connector
+from ._connections import Connections
 from ._connector import (
     ENTRY_POINT_GROUP,
     Account,
@@ -43,6 +47,7 @@ from ._connector import (
 from ._exceptions import (
     AuthError,
     AuthorizationPending,
+    ConfigError,
     ConnectorError,
     NotFound,
     PermissionDenied,
@@ -57,26 +62,34 @@ from ._http import (
     Rate,
     RateLimiter,
     RequestStats,
-    ResilientTransport,
     RetryPolicy,
+    RetryStop,
     SystemClock,
-    TokenBucket,
     build_client,
     client_stats,
+    network_error,
     parse_retry_after,
     platform_errors,
     raise_for_status,
+    rate_limited,
 )
 from ._records import Document, Edit, Message, Person, Thread, Tombstone
 from ._secrets import ConnectionSecrets, DatabaseSecretStore, FileSecretStore, SecretStore, open_secret_store
-from ._sync import SyncProgress, SyncResult, SyncRunner
-from ._webhooks import StandardWebhook, WebhookQueue, WebhookReceiver, WebhookWorker, verify_hmac_sha256
+from ._sync import SyncRunner
+from ._webhooks import (
+    StandardWebhook,
+    WebhookQueue,
+    WebhookReceiver,
+    WebhookWorker,
+    sign_hmac_sha256,
+    verify_hmac_sha256,
+)
 
 if TYPE_CHECKING:
-    from ._sandbox import Sandbox, SandboxAdmin, SandboxServer, run_forever, serve, standard_webhook_headers
+    from ._sandbox import Sandbox, SandboxAdmin, SandboxServer, serve
 
 # The sandbox base needs starlette and uvicorn (the "server" extra): imported on first use.
-_SANDBOX_NAMES = ("Sandbox", "SandboxAdmin", "SandboxServer", "run_forever", "serve", "standard_webhook_headers")
+_SANDBOX_NAMES = ("Sandbox", "SandboxAdmin", "SandboxServer", "serve")
 
 
 def __getattr__(name: str) -> object:
@@ -93,6 +106,7 @@ __all__ = [
     "AuthError",
     "AuthorizationPending",
     "Clock",
+    "ConfigError",
     "Connection",
     "ConnectionInfo",
     "ConnectionSecrets",
@@ -118,8 +132,8 @@ __all__ = [
     "ReconnectNeeded",
     "Record",
     "RequestStats",
-    "ResilientTransport",
     "RetryPolicy",
+    "RetryStop",
     "Sandbox",
     "SandboxAdmin",
     "SandboxServer",
@@ -127,12 +141,9 @@ __all__ = [
     "ScopeItem",
     "SecretStore",
     "StandardWebhook",
-    "SyncProgress",
-    "SyncResult",
     "SyncRunner",
     "SystemClock",
     "Thread",
-    "TokenBucket",
     "Tombstone",
     "WebhookError",
     "WebhookQueue",
@@ -144,15 +155,15 @@ __all__ = [
     "build_client",
     "client_stats",
     "load_connector",
-    "open_connector",
+    "network_error",
     "open_secret_store",
     "parse_retry_after",
     "platform_errors",
     "raise_for_status",
+    "rate_limited",
     "register_connector",
-    "run_forever",
     "secret_fields",
     "serve",
-    "standard_webhook_headers",
+    "sign_hmac_sha256",
     "verify_hmac_sha256",
 ]

@@ -58,7 +58,7 @@ from . import _schema as t
 from ._config import Settings
 from ._connections import Connections, connect
 from ._connector import Connection, Connector, load_connector
-from ._http import FakeClock
+from ._http import Clock, FakeClock
 from ._sandbox import Sandbox, SandboxAdmin, SandboxServer, serve
 from ._secrets import FileSecretStore, SecretStore
 from ._signing import Keyring, load_key_set
@@ -74,7 +74,7 @@ TEAM = "acme"
 class Harness:
     """A throwaway deployment in ``home``; see the module docstring."""
 
-    def __init__(self, home: str | Path, *, team: str = TEAM, clock: FakeClock | None = None,
+    def __init__(self, home: str | Path, *, team: str = TEAM, clock: Clock | None = None,
                  connector_cls: type[Connector[Any, Any]] | None = None, http: dict[str, Any] | None = None,
                  database_url: str | None = None, secrets: SecretStore | None = None):
         """``database_url`` (default: a SQLite file in ``home``) and ``secrets`` (default: the

@@ -17,9 +17,13 @@ from typing import Any
 
 import httpx
 
-from engram_sdk._exceptions import AuthError, ConnectorError, NotFound, PermissionDenied, PlatformError
-from engram_sdk._http import (
+from engram_sdk.connectors import (
+    AuthError,
     Clock,
+    ConnectorError,
+    NotFound,
+    PermissionDenied,
+    PlatformError,
     Rate,
     RateLimiter,
     RequestStats,

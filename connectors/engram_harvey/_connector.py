@@ -29,9 +29,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
-from engram_sdk._config import Settings
-from engram_sdk._connector import Account, Connector, ConnectorContext, Container, ItemFailed, Record
-from engram_sdk._exceptions import AuthError, ConnectorError, PermissionDenied
+from engram_sdk import Settings
+from engram_sdk.connectors import (
+    Account,
+    AuthError,
+    Connector,
+    ConnectorContext,
+    ConnectorError,
+    Container,
+    ItemFailed,
+    PermissionDenied,
+    Record,
+)
 
 from ._assumptions import ASSUMPTIONS, AUDIT_MAX_TAKE, HISTORY_LOOKBACK_DAYS, HISTORY_OVERLAP_SECONDS, WHOAMI_ORG_FIELDS
 from ._client import HarveyClient, harvey_limiter
@@ -43,7 +52,6 @@ from ._normalize import (
     parse_time,
     project_access,
     project_document,
-    project_tombstone,
     query_digest,
     query_thread,
     review_row_edits,
@@ -249,10 +257,10 @@ class HarveyConnector(Connector[HarveyConfig, HarveyCheckpoint]):
         for pid in [p for p in cp.projects if p not in listed]:
             # in scope last time: now out of it (the scope changed), or deleted / no longer shared
             reason = "out_of_scope" if pid in existing else "deleted"
-            yield project_tombstone(pid, org_id=org, now=now_dt, reason=reason)
+            yield from self.ctx.tombstone(pid, reason)  # only for what this team stored
             for entity, seen in list(cp.files.items()):
                 if seen.project_id == pid:
-                    yield project_tombstone(entity, org_id=org, now=now_dt, reason=reason, parent_id=pid)
+                    yield from self.ctx.tombstone(entity, reason)
                     del cp.files[entity]
             cp.projects.remove(pid)
             yield cp.model_copy(deep=True)
@@ -286,7 +294,7 @@ class HarveyConnector(Connector[HarveyConfig, HarveyCheckpoint]):
             detail = details.get(seen.file_id, {"error": "not_found"})
             tomb = file_tombstone(detail, entity_id=entity, project_id=pid, org_id=org, now=now_dt)
             if tomb is not None:
-                yield tomb
+                yield from self.ctx.tombstone(tomb)
                 del cp.files[entity]
 
     def _review_tables(self, cp: HarveyCheckpoint, org: str, project: dict[str, Any], files: list[dict[str, Any]],

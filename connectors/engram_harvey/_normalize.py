@@ -20,9 +20,9 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any
 
-from engram_sdk._records import Document, Edit, Message, Person, Thread, Tombstone
+from engram_sdk.connectors import Document, Edit, Message, Person, Thread, Tombstone
 
 from ._assumptions import HISTORY_TIME_FORMAT, REPLACED_FILE_FIELD, V1_TIME_FORMATS
 
@@ -35,7 +35,6 @@ __all__ = [
     "parse_time",
     "project_access",
     "project_document",
-    "project_tombstone",
     "query_digest",
     "query_thread",
     "review_row_edits",
@@ -250,20 +249,6 @@ def project_document(project: dict[str, Any], *, org_id: str, now: datetime, pri
         title=name,
         text=_render(f"Vault {kind}: {name}", {"Created by": creator, "Files": project.get("files_count")}),
         properties={k: str(v) for k, v in props.items() if v is not None},
-    )
-
-
-def project_tombstone(
-    entity_id: str,
-    *,
-    org_id: str,
-    now: datetime,
-    reason: Literal["deleted", "out_of_scope"] = "deleted",
-    parent_id: str | None = None,
-) -> Tombstone:
-    """A project (or a file of it, with ``parent_id``) gone from the listing or from the scope."""
-    return Tombstone(
-        platform=PLATFORM, workspace_id=org_id, entity_id=entity_id, parent_id=parent_id, updated_at=now, reason=reason
     )
 
 

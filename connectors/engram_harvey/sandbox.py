@@ -1,7 +1,7 @@
 """A local Harvey: the documented REST endpoints over a workspace held in memory.
 
 ``engram sandbox harvey --workspace FILE --port P`` serves it; tests use
-``engram_sdk._sandbox.serve(HarveySandbox(workspace))``. The workspace JSON is in Harvey's shapes::
+``engram_sdk.connectors.serve(HarveySandbox(workspace))``. The workspace JSON is in Harvey's shapes::
 
     {"org": {"org_id": ..., "name": ...},
      "tokens": [{"token": ..., "permissions": ["View history", ...], "user": EMAIL}],
@@ -54,8 +54,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from engram_sdk._http import Clock
-from engram_sdk._sandbox import Sandbox
+from engram_sdk.connectors import Clock, Sandbox
 
 from ._assumptions import AUDIT_MAX_TAKE, HISTORY_MAX_WINDOW_DAYS, PERMISSIONS, RATE_LIMITS_PER_MINUTE
 from ._normalize import parse_time
@@ -140,15 +139,20 @@ class HarveySandbox(Sandbox):
             Route("/api/v1/logs/audit", g("audit", "audit", self.audit_page)),
         ]
 
+    def authenticate(self, request: Request) -> Any:
+        """The token's entry in the workspace (``{"token", "permissions"}``), or Harvey's 401."""
+        token = self.token_of(request)
+        entry = next((t for t in self.workspace["tokens"] if t.get("token") == token), None)
+        if token is None or entry is None:
+            return self.error(401, "unauthorized", "Unauthorized")
+        return entry
+
     def _guarded(self, category: str | None, stream: str | None, fn: Callable[[Request, dict[str, Any]], Response]):
-        """Authenticate, check the stream's permission, count the category's rate window, then answer."""
+        """Check the stream's permission, count the category's rate window, then answer."""
 
         async def endpoint(request: Request) -> Response:
+            entry = request.state.principal
             with self.lock:
-                token = self.token_of(request)
-                entry = next((t for t in self.workspace["tokens"] if t.get("token") == token), None)
-                if token is None or entry is None:
-                    return self.error(401, "unauthorized", "Unauthorized")
                 if stream is not None:
                     needed = PERMISSIONS[stream]
                     if needed not in (entry.get("permissions") or []):

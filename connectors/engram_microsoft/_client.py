@@ -34,8 +34,18 @@ import httpx
 import msal
 import requests
 
-from engram_sdk._exceptions import AuthError, AuthorizationPending, PlatformError, ReconnectNeeded
-from engram_sdk._http import Clock, RateLimiter, RetryPolicy, build_client, platform_errors, raise_for_status
+from engram_sdk.connectors import (
+    AuthError,
+    AuthorizationPending,
+    Clock,
+    PlatformError,
+    RateLimiter,
+    ReconnectNeeded,
+    RetryPolicy,
+    build_client,
+    platform_errors,
+    raise_for_status,
+)
 
 __all__ = ["DEFAULT_AUTHORITY_HOST", "DEFAULT_GRAPH_URL", "DEFAULT_RATES", "DELEGATED_SCOPES", "GraphClient"]
 

@@ -1,4 +1,4 @@
-"""The Microsoft 365 connector on the framework's contract (``engram_sdk._connector``).
+"""The Microsoft 365 connector on the framework's contract (``engram_sdk.connectors.Connector``).
 
 What it reads, per scope kind (``--scope team:ID,channel:TEAM/CHANNEL,notebook:ID,site:ID,drive:ID``
 or ``all``):
@@ -38,15 +38,28 @@ import httpx
 import msal
 from pydantic import BaseModel, Field, SecretStr
 
-from engram_sdk._connector import Account, Connector, Container, ItemFailed, Record, WebhookRequest, WebhookResult
-from engram_sdk._exceptions import AuthorizationPending, ConfigError, NotFound, PlatformError, WebhookError
-from engram_sdk._records import Document, Edit, Thread, Tombstone
+from engram_sdk.connectors import (
+    Account,
+    AuthorizationPending,
+    ConfigError,
+    Connector,
+    Container,
+    Document,
+    ItemFailed,
+    NotFound,
+    PlatformError,
+    Record,
+    Thread,
+    Tombstone,
+    WebhookError,
+    WebhookRequest,
+    WebhookResult,
+)
 
 from ._client import DEFAULT_GRAPH_URL, GraphClient
 from ._errors import ExtractionError, NotificationError
 from ._extract import extract_text, extractable
 from ._normalize import (
-    PLATFORM,
     Origin,
     channel_thread,
     drive_item_record,
@@ -333,10 +346,12 @@ class MicrosoftConnector(Connector[MicrosoftConfig, MicrosoftCheckpoint]):
             record = channel_thread(msg, origin, replies)
             if record is None:
                 return  # a system message
-            if isinstance(record, Thread):
-                prev = self.ctx.previous(record.entity_id)
-                known = {m.id: m.text for root in prev.messages for m in [root, *root.replies]} if isinstance(prev, Thread) else {}
-                yield from message_edits(msg, origin, known, replies)
+            if isinstance(record, Tombstone):  # a deleted root: the framework's one deletion rule
+                yield from self.ctx.tombstone(record)
+                return
+            prev = self.ctx.previous(record.entity_id)
+            known = {m.id: m.text for m, _ in prev.walk()} if isinstance(prev, Thread) else {}
+            yield from message_edits(msg, origin, known, replies)
             yield record
         except (PlatformError, ValueError) as exc:
             yield ItemFailed.of(f"message {msg.get('id')}", exc)
@@ -368,7 +383,7 @@ class MicrosoftConnector(Connector[MicrosoftConfig, MicrosoftCheckpoint]):
         entity_id = f"drives/{drive}/items/{item.get('id')}"
         try:
             if "deleted" in item:
-                yield from self._gone(entity_id, "deleted")
+                yield from self.ctx.tombstone(entity_id, "deleted")
                 return
             if "file" not in item:
                 return
@@ -398,7 +413,7 @@ class MicrosoftConnector(Connector[MicrosoftConfig, MicrosoftCheckpoint]):
                     continue
                 yield from self._site_page(site, item["id"], site_name)
         for gone in sorted(set(before) - set(seen)):
-            yield from self._gone(f"sites/{site}/pages/{gone}", "deleted")
+            yield from self.ctx.tombstone(f"sites/{site}/pages/{gone}", "deleted")
         cp.sites[site] = seen
         yield cp.model_copy(deep=True)
 
@@ -409,7 +424,7 @@ class MicrosoftConnector(Connector[MicrosoftConfig, MicrosoftCheckpoint]):
                                        params={"$expand": "canvasLayout"}, rate_key=f"site:{site}")
             yield from self._with_edit(site_page_document(page, self._origin(site_name), site_id=site))
         except NotFound:
-            yield from self._gone(entity_id, "deleted")
+            yield from self.ctx.tombstone(entity_id, "deleted")
         except (PlatformError, ValueError) as exc:
             yield ItemFailed.of(entity_id, exc)
 
@@ -427,7 +442,7 @@ class MicrosoftConnector(Connector[MicrosoftConfig, MicrosoftCheckpoint]):
                     if before.get(item["id"]) != seen[item["id"]]:
                         yield from self._onenote_page(item, (nb.get("displayName") or "", sec.get("displayName") or ""))
             for gone in sorted(set(before) - set(seen)):
-                yield from self._gone(f"onenote/pages/{gone}", "deleted")
+                yield from self.ctx.tombstone(f"onenote/pages/{gone}", "deleted")
             cp.onenote[sec["id"]] = seen
             yield cp.model_copy(deep=True)
 
@@ -437,7 +452,7 @@ class MicrosoftConnector(Connector[MicrosoftConfig, MicrosoftCheckpoint]):
             html = self.graph.get(f"/me/onenote/pages/{item['id']}/content", auth="user", rate_key="onenote").text
             yield from self._with_edit(onenote_page_document(item, self._origin(*path), html=html))
         except NotFound:
-            yield from self._gone(entity_id, "deleted")
+            yield from self.ctx.tombstone(entity_id, "deleted")
         except (PlatformError, ValueError) as exc:
             yield ItemFailed.of(entity_id, exc)
 
@@ -445,22 +460,11 @@ class MicrosoftConnector(Connector[MicrosoftConfig, MicrosoftCheckpoint]):
 
     def _with_edit(self, doc: Document) -> Iterator[Record]:
         """The document, preceded by an Edit when its text changed since the last stored version."""
-        prev = self.ctx.previous(doc.entity_id)
-        if isinstance(prev, Document) and prev.text != doc.text:
-            yield Edit(platform=PLATFORM, workspace_id=doc.workspace_id, entity_id=doc.entity_id,
-                       parent_id=doc.parent_id, url=doc.url, path=list(doc.path), authors=list(doc.authors),
-                       created_at=doc.created_at, updated_at=doc.updated_at, before=prev.text, after=doc.text,
-                       author=doc.authors[-1] if doc.authors else None, title=doc.title)
+        edit = self.ctx.edit(doc)
+        if edit is not None:
+            yield edit
         yield doc
 
-    def _gone(self, entity_id: str, reason: str) -> Iterator[Tombstone]:
-        """A Tombstone for an entity this team stored; nothing for one it never had."""
-        last = self.ctx.previous(entity_id)
-        if last is None:
-            return
-        yield Tombstone(platform=PLATFORM, workspace_id=last.workspace_id, entity_id=entity_id,
-                        parent_id=last.parent_id, url=last.url, path=list(last.path), updated_at=last.updated_at,
-                        reason=reason, revision=f"gone-after:{last.revision or last.updated_at.isoformat()}")  # type: ignore[arg-type]
 
     # --- fetch, reconcile ------------------------------------------------------------------------
 
@@ -478,7 +482,7 @@ class MicrosoftConnector(Connector[MicrosoftConfig, MicrosoftCheckpoint]):
                     if self._scope.contains("site", parts[1]):
                         yield from self._site_page(parts[1], parts[3])
                     else:
-                        yield from self._gone(entity_id, "out_of_scope")
+                        yield from self.ctx.tombstone(entity_id, "out_of_scope")
                 elif parts[0] == "onenote" and len(parts) == 3:
                     yield from self._fetch_onenote(parts[2])
                 else:
@@ -493,14 +497,14 @@ class MicrosoftConnector(Connector[MicrosoftConfig, MicrosoftCheckpoint]):
     def _fetch_thread(self, team: str, channel: str, message: str) -> Iterator[Any]:
         entity_id = f"teams/{team}/channels/{channel}/messages/{message}"
         if not self._channel_in_scope(team, channel):
-            yield from self._gone(entity_id, "out_of_scope")
+            yield from self.ctx.tombstone(entity_id, "out_of_scope")
             return
         rate_key = [f"channel:{team}/{channel}", f"team:{team}"]
         try:
             msg = self.graph.get_json(f"/teams/{team}/channels/{quote(channel, safe=':@')}/messages/{message}",
                                       params={"$expand": "replies"}, rate_key=rate_key)
         except NotFound:
-            yield from self._gone(entity_id, "deleted")
+            yield from self.ctx.tombstone(entity_id, "deleted")
             return
         prev = self.ctx.previous(entity_id)
         path = tuple(prev.path) if prev is not None else ()
@@ -509,12 +513,12 @@ class MicrosoftConnector(Connector[MicrosoftConfig, MicrosoftCheckpoint]):
     def _fetch_drive_item(self, drive: str, item_id: str) -> Iterator[Any]:
         entity_id = f"drives/{drive}/items/{item_id}"
         if not self._scope.contains("drive", drive):
-            yield from self._gone(entity_id, "out_of_scope")
+            yield from self.ctx.tombstone(entity_id, "out_of_scope")
             return
         try:
             item = self.graph.get_json(f"/drives/{drive}/items/{item_id}", rate_key=f"drive:{drive}")
         except NotFound:
-            yield from self._gone(entity_id, "deleted")
+            yield from self.ctx.tombstone(entity_id, "deleted")
             return
         yield from self._drive_item(drive, item)
 
@@ -522,7 +526,7 @@ class MicrosoftConnector(Connector[MicrosoftConfig, MicrosoftCheckpoint]):
         try:
             item = self.graph.get_json(f"/me/onenote/pages/{page_id}", auth="user", rate_key="onenote")
         except NotFound:
-            yield from self._gone(f"onenote/pages/{page_id}", "deleted")
+            yield from self.ctx.tombstone(f"onenote/pages/{page_id}", "deleted")
             return
         prev = self.ctx.previous(f"onenote/pages/{page_id}")
         yield from self._onenote_page(item, tuple(prev.path) if prev is not None else ())

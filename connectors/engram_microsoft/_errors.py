@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from engram_sdk._exceptions import ConnectorError
+from engram_sdk.connectors import ConnectorError
 
 __all__ = ["ExtractionError", "NotificationError"]
 

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote
 
-from engram_sdk._records import Document, Edit, Message, Person, Thread, Tombstone
+from engram_sdk.connectors import Document, Edit, Message, Person, Thread, Tombstone
 
 from ._html import html_to_text
 

@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from engram_sdk._http import Clock
+from engram_sdk.connectors import Clock
 
 __all__ = ["IdentityProvider", "Principal"]
 

@@ -16,7 +16,6 @@ sandbox's IdP is attached. Deliveries go through the sandbox base's outbox (``/_
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -26,7 +25,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from engram_sdk._sandbox import Delivery
 
 from ._normalize import _segments, parse_graph_time
 from ._notifications import encrypt_content
@@ -99,10 +97,7 @@ class SubscriptionService:
         return None
 
     async def subscriptions_root(self, request: Request) -> Response:
-        principal, err = self.sb._auth(request)
-        if err:
-            return err
-        assert principal is not None
+        principal = request.state.principal
         if request.method == "GET":
             with self.sb.lock:
                 mine = [_public(s) for s in self.sb.subscriptions.values() if s["applicationId"] == principal.client_id]
@@ -164,10 +159,7 @@ class SubscriptionService:
         return JSONResponse(_public(sub), 201)
 
     async def subscription(self, request: Request) -> Response:
-        principal, err = self.sb._auth(request)
-        if err:
-            return err
-        assert principal is not None
+        principal = request.state.principal
         sid = request.path_params["sid"]
         with self.sb.lock:
             sub = self.sb.subscriptions.get(sid)
@@ -189,13 +181,9 @@ class SubscriptionService:
             sub["expirationDateTime"] = body["expirationDateTime"]
             return JSONResponse(_public(sub))
 
-    def _post(self, url: str, payload: dict[str, Any]) -> Delivery:
-        with self.sb.lock:
-            d = Delivery(index=len(self.sb.deliveries), url=url, body=json.dumps(payload),
-                         headers={"content-type": "application/json"})
-            self.sb.deliveries.append(d)
-        self.sb._enqueue(d)
-        return d
+    def _post(self, url: str, payload: dict[str, Any]) -> None:
+        # Graph signs nothing: a notification carries the subscription's clientState instead.
+        self.sb.deliver(payload, url=url, headers={"content-type": "application/json"})
 
     def _live_subscriptions(self, kind: str, ids: tuple[str, ...]) -> list[dict[str, Any]]:
         now = _now()

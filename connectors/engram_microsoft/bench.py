@@ -23,16 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engram_sdk._connections import Connections, open_connector, split_config
-from engram_sdk._connector import Connection
-from engram_sdk._exceptions import AuthorizationPending
-from engram_sdk._sandbox import serve
-from engram_sdk._secrets import FileSecretStore
-from engram_sdk._signing import Keyring
-from engram_sdk._store import EventStore
-from engram_sdk._sync import SyncRunner
+from engram_sdk.connectors import AuthorizationPending, SystemClock, serve
+from engram_sdk.testing import Harness
 
-from ._connector import MicrosoftConfig, MicrosoftConnector
+from ._connector import MicrosoftConnector
 from .sandbox import MicrosoftSandbox
 
 __all__ = ["bench_workspace", "run_bench"]
@@ -106,41 +100,29 @@ def run_bench(items: int = 2000, edit_fraction: float = 0.01, *, rates: dict[str
     ws = bench_workspace(items)
     with tempfile.TemporaryDirectory(prefix="engram-bench-ms-") as tmp:
         root = Path(tmp)
-        keyring = Keyring(root / "keys")
-        keyring.generate(["bench"])
-        store = EventStore.open(f"sqlite:///{root / 'store.db'}")
-        secrets = FileSecretStore(root / "secrets" / "secrets.json")
+        # The real clock: with ``rates`` given, the client-side limiter's waits are part of the figure.
+        harness = Harness(root, team="bench", clock=SystemClock(), connector_cls=MicrosoftConnector)
         sandbox = MicrosoftSandbox(ws)
         try:
             with serve(sandbox, tls=True, tls_dir=root / "tls") as server:
-                config = MicrosoftConfig(
-                    tenant="bench-tenant", client_id="bench-app", client_secret="bench-secret", delegated=True,
-                    authority=f"{server.url}/bench-tenant", graph_url=f"{server.url}/v1.0", ca_bundle=server.ca_bundle,
-                    rate_limits=rates if rates is not None else _UNLIMITED)
-                plain, secret = split_config(MicrosoftConfig, config)
-                conn = Connection(name="bench-ms", platform="microsoft", team_id="bench", config=plain,
-                                  scope="team:bench-team,drive:bench-drive,site:bench-site,notebook:bench-nb",
-                                  status="never_synced")
-                for k, v in secret.items():
-                    secrets.set(conn.name, k, v)
-                connections = Connections(store)
-                connections.save(conn)
-                account = None
+                config = {"tenant": "bench-tenant", "client_id": "bench-app", "client_secret": "bench-secret",
+                          "delegated": True, "authority": f"{server.url}/bench-tenant",
+                          "graph_url": f"{server.url}/v1.0", "ca_bundle": server.ca_bundle,
+                          "rate_limits": rates if rates is not None else _UNLIMITED}
+                name, scope = "bench-ms", "team:bench-team,drive:bench-drive,site:bench-site,notebook:bench-nb"
                 for _ in range(2):  # start the device-code login, approve it, finish it
-                    connector = open_connector(conn, secrets, store=store, cls=MicrosoftConnector)
                     try:
-                        account = connector.check()
+                        harness.connect("microsoft", name, scope=scope, config=config)
+                        break
                     except AuthorizationPending:
                         sandbox.op_approve_device({"user_code": "*", "user": "u-1"})
-                    finally:
-                        connector.close()
-                assert account is not None
-                connections.update(conn.name, source=account.source, account_name=account.name)
-                runner = SyncRunner(store, keyring, secrets, connector_cls=MicrosoftConnector)
+                else:
+                    raise RuntimeError("the device-code login did not finish")
+                runner = harness.runner()
 
                 server.admin.reset_stats()
                 t0 = time.perf_counter()
-                full = runner.run(conn.name)
+                full = runner.run(name)
                 seconds = time.perf_counter() - t0
                 full_requests = server.admin.stats()["requests"]
                 if not full.ok:
@@ -148,12 +130,12 @@ def run_bench(items: int = 2000, edit_fraction: float = 0.01, *, rates: dict[str
 
                 changed = _edit(sandbox, ws, edit_fraction)
                 server.admin.reset_stats()
-                incr = runner.run(conn.name)
+                incr = runner.run(name)
                 incr_requests = server.admin.stats()["requests"]
                 if not incr.ok:
                     raise RuntimeError(f"incremental sync failed: {incr.error}")
         finally:
-            store.close()
+            harness.close()
     minimum = _minimum(ws)
     return {
         "items": full.records,

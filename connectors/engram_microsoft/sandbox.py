@@ -29,7 +29,7 @@ renew, delete, each resource's maximum lifetime) with real deliveries, encrypted
 Admin operations (``POST /_sandbox/ops/<name>``, see the ``op_*`` methods) edit the workspace
 the way users would, approve device-code logins, expire tokens and send lifecycle events. The
 base class adds request counting, injected faults (429 with ``Retry-After``), budgets and revoked
-tokens (see ``engram_sdk._sandbox``).
+tokens (see ``engram_sdk.connectors.Sandbox``).
 """
 
 from __future__ import annotations
@@ -47,10 +47,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from engram_sdk._http import Clock, SystemClock
-from engram_sdk._sandbox import Sandbox
+from engram_sdk.connectors import Clock, Sandbox, SystemClock
 
-from ._sandbox_idp import IdentityProvider, Principal
+from ._sandbox_idp import IdentityProvider
 from ._sandbox_subscriptions import SubscriptionService
 
 __all__ = ["MicrosoftSandbox"]
@@ -227,20 +226,24 @@ class MicrosoftSandbox(Sandbox):
 
     # --- auth ------------------------------------------------------------------------------------
 
-    def _auth(self, request: Request, *, delegated: bool = False) -> tuple[Principal | None, Response | None]:
-        with self.lock:
-            if self.expire_after is not None:
-                self.expire_after -= 1
-                if self.expire_after < 0:
-                    self.expire_after = None
-                    self.idp.expire_access_tokens()
+    def authenticate(self, request: Request) -> Any:
+        """Graph routes need an access token the identity platform issued (OneNote's a user's);
+        the identity platform's own routes and pre-authenticated downloads need none."""
+        path = request.url.path
+        if not path.startswith("/v1.0/"):
+            return None
+        if self.expire_after is not None:
+            self.expire_after -= 1
+            if self.expire_after < 0:
+                self.expire_after = None
+                self.idp.expire_access_tokens()
         principal = self.idp.principal(self.token_of(request))
         if principal is None:
-            return None, self.error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
-        if delegated and principal.user_id is None:
-            return None, self.error(401, "40004", "The OneNote API does not support app-only authentication; "
-                                    "use delegated permissions.")
-        return principal, None
+            return self.error(401, "InvalidAuthenticationToken", "Access token has expired or is not yet valid.")
+        if path.startswith("/v1.0/me/") and principal.user_id is None:
+            return self.error(401, "40004", "The OneNote API does not support app-only authentication; "
+                              "use delegated permissions.")
+        return principal
 
     @staticmethod
     def _base(request: Request) -> str:
@@ -288,30 +291,18 @@ class MicrosoftSandbox(Sandbox):
     # --- Teams -----------------------------------------------------------------------------------
 
     async def list_teams(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         with self.lock:
             return JSONResponse({"value": [_public(t, ("channels",)) for t in self._teams.values()]})
 
     async def list_sites(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         with self.lock:
             return JSONResponse({"value": [_public(s, ("pages",)) for s in self._sites.values()]})
 
     async def list_drives(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         with self.lock:
             return JSONResponse({"value": [_public(d, ("items",)) for d in self._drives.values()]})
 
     async def get_team(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         with self.lock:
             team = self._teams.get(request.path_params["team"])
             if team is None:
@@ -319,9 +310,6 @@ class MicrosoftSandbox(Sandbox):
             return JSONResponse(_public(team, ("channels",)))
 
     async def list_channels(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         with self.lock:
             team = self._teams.get(request.path_params["team"])
             if team is None:
@@ -350,9 +338,6 @@ class MicrosoftSandbox(Sandbox):
         return out
 
     async def messages_delta(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         q = request.query_params
         with self.lock:
             ch, err = self._channel(request)
@@ -392,9 +377,6 @@ class MicrosoftSandbox(Sandbox):
             return JSONResponse(body)
 
     async def list_messages(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         with self.lock:
             ch, err = self._channel(request)
             if err:
@@ -414,9 +396,6 @@ class MicrosoftSandbox(Sandbox):
             return JSONResponse(body)
 
     async def get_message(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         with self.lock:
             key = (request.path_params["team"], request.path_params["channel"], request.path_params["mid"])
             msg = self._messages.get(key)
@@ -425,9 +404,6 @@ class MicrosoftSandbox(Sandbox):
             return JSONResponse(self._message_json(request, msg, request.query_params.get("$expand") == "replies"))
 
     async def list_replies(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         with self.lock:
             key = (request.path_params["team"], request.path_params["channel"], request.path_params["mid"])
             msg = self._messages.get(key)
@@ -450,24 +426,15 @@ class MicrosoftSandbox(Sandbox):
     # --- OneNote ---------------------------------------------------------------------------------
 
     async def list_notebooks(self, request: Request) -> Response:
-        _, err = self._auth(request, delegated=True)
-        if err:
-            return err
         with self.lock:
             return JSONResponse({"value": [_public(n, ("sections",)) for n in self._notebooks.values()]})
 
     async def get_notebook(self, request: Request) -> Response:
-        _, err = self._auth(request, delegated=True)
-        if err:
-            return err
         with self.lock:
             nb = self._notebooks.get(request.path_params["nb"])
             return JSONResponse(_public(nb, ("sections",))) if nb else self._not_found("Notebook")
 
     async def list_sections(self, request: Request) -> Response:
-        _, err = self._auth(request, delegated=True)
-        if err:
-            return err
         with self.lock:
             nb = self._notebooks.get(request.path_params["nb"])
             if nb is None:
@@ -487,9 +454,6 @@ class MicrosoftSandbox(Sandbox):
         return out
 
     async def list_pages(self, request: Request) -> Response:
-        _, err = self._auth(request, delegated=True)
-        if err:
-            return err
         with self.lock:
             found = self._sections.get(request.path_params["sec"])
             if found is None:
@@ -509,17 +473,11 @@ class MicrosoftSandbox(Sandbox):
             return JSONResponse(body)
 
     async def get_page(self, request: Request) -> Response:
-        _, err = self._auth(request, delegated=True)
-        if err:
-            return err
         with self.lock:
             found = self._pages.get(request.path_params["page"])
             return JSONResponse(self._page_json(request, *found)) if found else self._not_found("Page")
 
     async def get_page_content(self, request: Request) -> Response:
-        _, err = self._auth(request, delegated=True)
-        if err:
-            return err
         with self.lock:
             found = self._pages.get(request.path_params["page"])
             if found is None:
@@ -529,9 +487,6 @@ class MicrosoftSandbox(Sandbox):
     # --- SharePoint ------------------------------------------------------------------------------
 
     async def get_site(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         with self.lock:
             site = self._sites.get(request.path_params["site"])
             return JSONResponse(_public(site, ("pages",))) if site else self._not_found("Site")
@@ -544,9 +499,6 @@ class MicrosoftSandbox(Sandbox):
         return out
 
     async def list_site_pages(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         with self.lock:
             site = self._sites.get(request.path_params["site"])
             if site is None:
@@ -563,9 +515,6 @@ class MicrosoftSandbox(Sandbox):
             return JSONResponse(body)
 
     async def get_site_page(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         with self.lock:
             site = self._sites.get(request.path_params["site"])
             page = next((p for p in (site or {}).get("pages", []) if p["id"] == request.path_params["page"] and not p.get("_deleted")), None)
@@ -576,9 +525,6 @@ class MicrosoftSandbox(Sandbox):
     # --- drives ----------------------------------------------------------------------------------
 
     async def get_drive(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         with self.lock:
             drive = self._drives.get(request.path_params["drive"])
             return JSONResponse(_public(drive, ("items",))) if drive else self._not_found("Drive")
@@ -590,9 +536,6 @@ class MicrosoftSandbox(Sandbox):
         return out
 
     async def drive_delta(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         q = request.query_params
         drive_id = request.path_params["drive"]
         with self.lock:
@@ -636,17 +579,11 @@ class MicrosoftSandbox(Sandbox):
         return None if item is None or item.get("_deleted") else item
 
     async def get_item(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         with self.lock:
             item = self._drive_item(request)
             return JSONResponse(self._item_json(item)) if item else self._not_found("Item")
 
     async def get_item_content(self, request: Request) -> Response:
-        _, err = self._auth(request)
-        if err:
-            return err
         with self.lock:
             item = self._drive_item(request)
             if item is None or "file" not in item:

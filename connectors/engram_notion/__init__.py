@@ -13,7 +13,6 @@ from ._normalize import (
     comments_to_threads,
     data_source_to_document,
     database_to_document,
-    edit_between,
     page_to_document,
     tombstone,
 )
@@ -28,7 +27,6 @@ __all__ = [
     "confirm_webhook_verification",
     "data_source_to_document",
     "database_to_document",
-    "edit_between",
     "page_to_document",
     "parse_delivery",
     "property_to_text",

@@ -23,16 +23,14 @@ import httpx
 from notion_client import Client
 from notion_client.errors import HTTPResponseError, RequestTimeoutError
 
-from engram_sdk._exceptions import (
+from engram_sdk.connectors import (
+    Clock,
     NotFound,
     PermissionDenied,
     PlatformError,
-    ReconnectNeeded,
-)
-from engram_sdk._http import (
-    Clock,
     Rate,
     RateLimiter,
+    ReconnectNeeded,
     RetryPolicy,
     RetryStop,
     build_client,

@@ -1,4 +1,4 @@
-"""The Notion connector on the framework's contract (``engram_sdk._connector.Connector``).
+"""The Notion connector on the framework's contract (``engram_sdk.connectors.Connector``).
 
 **Sync.** Discovery is ``POST /v1/search`` sorted by ``last_edited_time`` descending, one response
 (up to 100 results) per batch, a checkpoint after each. ``last_edited_time`` is rounded down to the
@@ -16,7 +16,8 @@ through search like any other page.
 also searches the trash (``filter: {"in_trash": true}``) down to the same bound: pages and data
 sources stored alive and now trashed become ``Tombstone`` (``trashed``). Pages gone for good (404
 once seen; Notion says the same for "no longer shared") become ``Tombstone`` (``deleted``) in
-``fetch`` (webhooks, retries) and through ``engram sync --reconcile`` (``list_entity_ids``).
+``fetch`` (webhooks, retries) and through ``engram sync --reconcile`` (``list_entity_ids``). Every
+tombstone follows the framework's one rule (``ctx.tombstone``): only for what this team stored.
 
 **Auth.** An internal integration token, or public OAuth: ``check`` without tokens raises
 ``AuthorizationPending`` with the authorization URL; with ``oauth_code`` it exchanges the code and
@@ -38,38 +39,40 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from engram_sdk._connector import (
+from engram_sdk import EventStore
+from engram_sdk.connectors import (
     Account,
+    AuthorizationPending,
+    ConfigError,
+    Connections,
     Connector,
     ConnectorContext,
     Container,
+    Document,
+    Edit,
     ItemFailed,
-    Record,
-    WebhookRequest,
-    WebhookResult,
-)
-from engram_sdk._exceptions import (
-    AuthorizationPending,
-    ConfigError,
     NotFound,
     PermissionDenied,
     PlatformError,
+    Record,
+    SecretStore,
+    Thread,
+    Tombstone,
     WebhookError,
+    WebhookRequest,
+    WebhookResult,
 )
-from engram_sdk._records import Document, Thread
-from engram_sdk._secrets import SecretStore
-from engram_sdk._store import EventStore
 
 from ._client import NotionAPI
 from ._normalize import (
     comments_to_threads,
     data_source_to_document,
-    edit_between,
     is_trashed,
     page_parent,
     page_title,
     page_to_document,
     parse_time,
+    person,
     tombstone,
 )
 from ._traverse import fetch_tree
@@ -93,7 +96,6 @@ WEBHOOK_TOKEN_RECEIVED = "webhook_token_received"  # meta: {"at", "from"} of the
 WEBHOOK_LATER_TOKENS = "webhook_later_tokens"  # meta: [{"at", "from", "same_token"}], newest last
 WEBHOOK_LATER_COUNT = "webhook_later_tokens_total"
 _KEEP_LATER = 20  # a flood of unauthenticated requests must not grow the connection row
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class NotionConfig(BaseModel):
@@ -138,10 +140,10 @@ class NotionCheckpoint(BaseModel):
 
 class NotionConnector(Connector[NotionConfig, NotionCheckpoint]):
     platform = "notion"
+    description = "Notion pages, data sources, rows and comments (notion-client)"
     Config = NotionConfig
     Checkpoint = NotionCheckpoint
-    scope_kinds = ("page",)
-    description = "Notion pages, data sources, rows and comments (notion-client)"
+    scope_kinds = ("page",)  # a root page covers every page, data source and row below it
     sandbox = "engram_notion.sandbox:NotionSandbox"
 
     def __init__(self, config: NotionConfig, ctx: ConnectorContext):
@@ -346,11 +348,12 @@ class NotionConnector(Connector[NotionConfig, NotionCheckpoint]):
             for obj in response.get("results") or ():
                 if since is not None and (obj.get("last_edited_time") or "") < since:
                     return
-                if obj.get("object") not in ("page", "data_source") or self.ctx.previous(obj["id"]) is None:
+                if obj.get("object") not in ("page", "data_source"):
                     continue
+                gone = self._tombstone(obj, "trashed")  # empty unless stored alive
                 try:
-                    if self.in_scope(obj):
-                        yield tombstone(obj, workspace_id=self.workspace_id, reason="trashed")
+                    if gone and self.in_scope(obj):
+                        yield from gone
                 except PlatformError as exc:
                     yield ItemFailed.of(obj["id"], exc)
 
@@ -370,22 +373,19 @@ class NotionConnector(Connector[NotionConfig, NotionCheckpoint]):
                 return
             yield from self._page_records(obj, watermark=watermark)
         except NotFound:  # listed by search, gone when read: a deletion only if it was seen before
-            if self.ctx.previous(obj["id"]) is not None:
-                yield from self._gone(obj["id"])
+            yield from self.ctx.tombstone(obj["id"], "deleted")
         except PlatformError as exc:  # one bad page is reported; the rest of the sync goes on
             yield ItemFailed.of(obj["id"], exc)
 
     def _page_records(self, page: dict[str, Any], *, watermark: str | None = None,
                       force: bool = False) -> Iterator[Record]:
-        previous = self.ctx.previous(page["id"])
         if is_trashed(page):
-            if previous is not None:
-                yield tombstone(page, workspace_id=self.workspace_id, reason="trashed")
+            yield from self._tombstone(page, "trashed")
             return
         if not self.in_scope(page):
-            if previous is not None:
-                yield tombstone(page, workspace_id=self.workspace_id, reason="out_of_scope")
+            yield from self._tombstone(page, "out_of_scope")
             return
+        previous = self.ctx.previous(page["id"])
         edited = page.get("last_edited_time") or ""
         if (not force and isinstance(previous, Document) and previous.updated_at == parse_time(edited)
                 and previous.parent_id == page_parent(page)[1] and watermark is not None and edited < watermark):
@@ -393,10 +393,10 @@ class NotionConnector(Connector[NotionConfig, NotionCheckpoint]):
         blocks = fetch_tree(self.api, page["id"])
         doc = page_to_document(self._complete_relations(page), blocks, workspace_id=self.workspace_id,
                                users=self.users())
-        if isinstance(previous, Document):
-            edit = edit_between(previous.text, doc, users=self.users(), editor=page.get("last_edited_by"))
-            if edit is not None:
-                yield edit
+        editor = page.get("last_edited_by")
+        edit = Edit.between(previous, doc, author=person(editor, self.users()) if editor else None)
+        if edit is not None:
+            yield edit
         yield doc
         if self.config.comments:
             comments = self.comments(page["id"])
@@ -420,13 +420,9 @@ class NotionConnector(Connector[NotionConfig, NotionCheckpoint]):
                           "has_more": False}
         return {**page, "properties": full}
 
-    def _gone(self, entity_id: str) -> Iterator[Record]:
-        """A 404: deleted for good (or unshared; Notion says the same). Its time is the last stored
-        version's, so the same deletion seen twice is one event. ``fetch`` yields it even for an id
-        never stored (an earlier failure that is now gone must clear)."""
-        previous = self.ctx.previous(entity_id)
-        when = previous.updated_at if previous is not None else _EPOCH
-        yield tombstone(entity_id, workspace_id=self.workspace_id, reason="deleted", updated_at=when)
+    def _tombstone(self, obj: dict[str, Any], reason: str) -> list[Tombstone]:
+        """What Notion says of a trashed or moved object, kept by the framework's one rule."""
+        return self.ctx.tombstone(tombstone(obj, workspace_id=self.workspace_id, reason=reason))
 
     # --- fetch by id (webhooks, retried failures) -------------------------------------------------
 
@@ -436,7 +432,7 @@ class NotionConnector(Connector[NotionConfig, NotionCheckpoint]):
             try:
                 yield from self._fetch_one(kind or "any", ident)
             except NotFound:
-                yield from self._gone(ident)
+                yield from self.ctx.tombstone(ident, "deleted")  # gone for good, or unshared: Notion says the same
             except PlatformError as exc:
                 yield ItemFailed.of(target, exc)
 
@@ -453,11 +449,9 @@ class NotionConnector(Connector[NotionConfig, NotionCheckpoint]):
         if kind == "data_source":
             ds = self.api.data_source(ident)
             if is_trashed(ds):
-                if self.ctx.previous(ident) is not None:
-                    yield tombstone(ds, workspace_id=self.workspace_id, reason="trashed")
+                yield from self._tombstone(ds, "trashed")
             elif not self.in_scope(ds):
-                if self.ctx.previous(ident) is not None:
-                    yield tombstone(ds, workspace_id=self.workspace_id, reason="out_of_scope")
+                yield from self._tombstone(ds, "out_of_scope")
             else:
                 yield data_source_to_document(ds, workspace_id=self.workspace_id)
             return
@@ -498,7 +492,7 @@ class NotionConnector(Connector[NotionConfig, NotionCheckpoint]):
             found = found or t.entity_id == wanted
             yield t
         if wanted is not None and not found:
-            yield from self._gone(wanted)  # the discussion was resolved or deleted
+            yield from self.ctx.tombstone(wanted, "deleted")  # the discussion was resolved or deleted
 
     # --- reconcile and containers ------------------------------------------------------------------
 
@@ -621,8 +615,6 @@ def confirm_webhook_verification(store: EventStore, connection: str,
     with it are accepted from now on, and verification requests stay refused. Returns the later
     verification requests that were recorded (``{"at", "from", "same_token"}``), for the operator
     to look at. ``ConfigError`` when no token is held (nothing has arrived, or it was reset)."""
-    from engram_sdk._connections import Connections
-
     conns = Connections(store)
     conn = conns.get(connection)  # ConfigError when there is no such connection
     state = conn.meta.get(WEBHOOK_STATE)
@@ -640,8 +632,6 @@ def confirm_webhook_verification(store: EventStore, connection: str,
 def reset_webhook_verification(store: EventStore, connection: str, secrets: SecretStore) -> None:
     """Forget the held token and accept the next verification request (after the subscription
     was recreated in Notion, or when the held token was not Notion's: press "Resend token")."""
-    from engram_sdk._connections import Connections
-
     conns = Connections(store)
     conns.get(connection)
     if secrets.get(connection, WEBHOOK_TOKEN) is not None:

@@ -6,7 +6,6 @@
   ``data_source``); a 2025-09-03 database container -> ``Document`` (``doc_type`` ``database``)
 - comments -> one ``Thread`` per discussion, attached to its page or block
 - a page in the trash -> ``Tombstone`` (``trashed``); gone for good -> ``Tombstone`` (``deleted``)
-- the last synced text and a new ``Document`` -> ``Edit``
 
 Both API versions the connector meets are accepted: 2025-09-03/2026-03-11 (``in_trash``,
 ``data_source_id`` parents) and 2022-06-28 (``archived``, ``database_id`` parents, databases
@@ -19,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from engram_sdk._records import Document, Edit, Message, Person, Thread, Tombstone
+from engram_sdk.connectors import Document, Message, Person, Thread, Tombstone
 
 from ._blocks import render_blocks
 from ._text import property_to_text, rich_text
@@ -29,7 +28,6 @@ __all__ = [
     "comments_to_threads",
     "data_source_to_document",
     "database_to_document",
-    "edit_between",
     "is_trashed",
     "page_parent",
     "page_title",
@@ -282,28 +280,4 @@ def tombstone(
         created_at=parse_time(obj.get("created_time")),
         updated_at=updated_at or _updated(obj),
         reason=reason,  # type: ignore[arg-type]
-    )
-
-
-def edit_between(before: str | None, doc: Document, *, users: Users | None = None,
-                 editor: Mapping[str, Any] | None = None) -> Edit | None:
-    """The change from the last synced text to ``doc.text``; None when nothing changed or when
-    there is no earlier text (a first sighting is a Document, not an Edit)."""
-    if before is None or before == doc.text:
-        return None
-    return Edit(
-        platform=PLATFORM,
-        workspace_id=doc.workspace_id,
-        entity_id=doc.entity_id,
-        parent_id=doc.parent_id,
-        url=doc.url,
-        path=doc.path,
-        authors=doc.authors,
-        created_at=doc.created_at,
-        updated_at=doc.updated_at,
-        field="text",
-        before=before,
-        after=doc.text,
-        author=person(editor, users) if editor else (doc.authors[-1] if doc.authors else None),
-        title=doc.title,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engram_sdk._exceptions import NotFound, PermissionDenied
+from engram_sdk.connectors import NotFound, PermissionDenied
 
 from ._client import NotionAPI
 

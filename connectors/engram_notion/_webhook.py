@@ -10,15 +10,13 @@ told apart by ``is_verification_request``.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engram_sdk._exceptions import WebhookError
+from engram_sdk.connectors import WebhookError, sign_hmac_sha256, verify_hmac_sha256
 
 from ._normalize import parse_time
 
@@ -38,22 +36,17 @@ _SCHEME = "sha256="
 
 def sign_webhook_payload(body: bytes, verification_token: str) -> str:
     """The ``X-Notion-Signature`` value Notion sends for ``body`` (for the sandbox and tests)."""
-    digest = hmac.new(verification_token.encode("utf-8"), body, hashlib.sha256).hexdigest()
-    return _SCHEME + digest
+    return sign_hmac_sha256(verification_token, body, prefix=_SCHEME)
 
 
 def verify_signature(body: bytes, header: str | None, verification_token: str) -> None:
     """Raise ``WebhookError`` unless ``header`` is Notion's signature of ``body`` (constant-time).
 
     Reasons: ``missing_header``, ``malformed_header`` (not ``sha256=<64 hex>``), ``no_match``."""
-    if not header:
-        raise WebhookError(WebhookError.MISSING_HEADER, f"no {SIGNATURE_HEADER} header")
-    value = header.strip().lower()
-    if not value.startswith(_SCHEME) or len(value) != len(_SCHEME) + 64:
+    value = (header or "").strip().lower()
+    if value and (not value.startswith(_SCHEME) or len(value) != len(_SCHEME) + 64):
         raise WebhookError(WebhookError.MALFORMED_HEADER, f"{SIGNATURE_HEADER} is not sha256=<hex>")
-    expected = sign_webhook_payload(body, verification_token)
-    if not hmac.compare_digest(expected.encode(), value.encode()):
-        raise WebhookError(WebhookError.NO_MATCH, f"{SIGNATURE_HEADER} does not match the body")
+    verify_hmac_sha256(verification_token, body, value, prefix=_SCHEME, header=SIGNATURE_HEADER)
 
 
 def is_verification_request(payload: Mapping[str, Any]) -> bool:

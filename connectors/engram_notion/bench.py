@@ -21,7 +21,6 @@ import tempfile
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 __all__ = ["bench_workspace", "run_bench"]
@@ -73,16 +72,10 @@ def _min_requests(ws: dict[str, Any]) -> int:
 
 def run_bench(pages: int = 2000, edit_fraction: float = 0.01) -> dict[str, Any]:
     """Run the benchmark and return its figures (see the module docstring)."""
-    from engram_sdk._connections import Connections, split_config
-    from engram_sdk._connector import Connection, ConnectionInfo, ConnectorContext, Scope
-    from engram_sdk._http import FakeClock
-    from engram_sdk._sandbox import serve
-    from engram_sdk._secrets import ConnectionSecrets, FileSecretStore
-    from engram_sdk._signing import Keyring
-    from engram_sdk._store import EventStore
-    from engram_sdk._sync import SyncRunner
+    from engram_sdk.connectors import FakeClock, serve
+    from engram_sdk.testing import Harness
 
-    from ._connector import NotionConfig, NotionConnector
+    from ._connector import NotionConnector
     from .sandbox import NotionSandbox
 
     ws = bench_workspace(pages)
@@ -90,27 +83,11 @@ def run_bench(pages: int = 2000, edit_fraction: float = 0.01) -> dict[str, Any]:
     clock = FakeClock()
     sandbox = NotionSandbox(ws, clock=clock)
     with tempfile.TemporaryDirectory(prefix="engram-bench-notion-") as tmp, serve(sandbox) as server:
-        keyring = Keyring(Path(tmp) / "keys")
-        keyring.generate(["bench"])
-        store = EventStore.open(f"sqlite:///{tmp}/bench.db")
-        secrets = FileSecretStore(Path(tmp) / "secrets" / "secrets.json")
+        harness = Harness(tmp, team="bench", clock=clock, connector_cls=NotionConnector)
         try:
-            cfg = NotionConfig(token="secret_sandbox", base_url=server.url)
-            plain, secret = split_config(NotionConfig, cfg)
-            for k, v in secret.items():
-                secrets.set("bench-notion", k, v)
-            conn = Connection(name="bench-notion", platform="notion", team_id="bench", scope="all", config=plain,
-                              status="never_synced")
-            ctx = ConnectorContext(ConnectionInfo("bench-notion", "notion", "bench", Scope(all=True)),
-                                   ConnectionSecrets(secrets, "bench-notion"), store=store, clock=clock)
-            checker = NotionConnector(cfg, ctx)
-            try:
-                account = checker.check()
-            finally:
-                checker.close()
-            conn.source, conn.account_name = account.source, account.name
-            Connections(store).save(conn)
-            runner = SyncRunner(store, keyring, secrets, clock=clock, connector_cls=NotionConnector, batch_size=500)
+            harness.connect("notion", "bench-notion", scope="all",
+                            config={"token": "secret_sandbox", "base_url": server.url})
+            runner = harness.runner(batch_size=500)
 
             server.admin.reset_stats()
             started = time.perf_counter()
@@ -133,7 +110,7 @@ def run_bench(pages: int = 2000, edit_fraction: float = 0.01) -> dict[str, Any]:
             if not incremental.ok:
                 raise RuntimeError(f"the incremental sync failed: {incremental.error}")
         finally:
-            store.close()
+            harness.close()
     per_page = full_requests / pages
     return {
         "pages": pages,

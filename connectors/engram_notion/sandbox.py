@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from engram_sdk._sandbox import Sandbox
+from engram_sdk.connectors import Sandbox
 
 from ._webhook import SIGNATURE_HEADER, sign_webhook_payload
 from ._workspace import Index, block_view, build_index, new_id, page_view, rich, title_of
@@ -56,6 +56,7 @@ class _Fail(LookupError):
 
 class NotionSandbox(Sandbox):
     platform = "notion"
+    open_paths = ("/v1/oauth/",)  # authorize needs no credential; token checks the client's Basic auth
 
     def __init__(self, workspace: dict[str, Any] | None = None, **kwargs: Any):
         self.index = Index()
@@ -129,13 +130,13 @@ class NotionSandbox(Sandbox):
             Route("/v1/users/me", r(self.me), methods=["GET"]),
             Route("/v1/users/{id}", r(self.get_user), methods=["GET"]),
             Route("/v1/oauth/authorize", self.authorize, methods=["GET"]),
-            Route("/v1/oauth/token", self._route(self.token, auth="basic"), methods=["POST"]),
+            Route("/v1/oauth/token", r(self.token), methods=["POST"]),
             Route("/v1/{rest:path}", self._invalid_url, methods=["GET", "POST", "PATCH", "DELETE", "PUT"]),
         ]
 
     # --- request plumbing --------------------------------------------------------------------------
 
-    def _route(self, handler: Any, *, auth: str = "bearer") -> Any:
+    def _route(self, handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
             if not request.headers.get("notion-version"):
                 return self.error(400, "missing_version",
@@ -150,8 +151,6 @@ class NotionSandbox(Sandbox):
                         return self.error(400, "invalid_json", "Error parsing JSON body.")
             try:
                 with self.lock:
-                    if auth == "bearer":
-                        self._check_bearer(request)
                     result = handler(request, body)
             except _Fail as f:
                 return self.error(f.status, f.code, f.message)
@@ -163,10 +162,11 @@ class NotionSandbox(Sandbox):
 
         return endpoint
 
-    def _check_bearer(self, request: Request) -> None:
+    def authenticate(self, request: Request) -> Any:
         token = self.token_of(request)
         if not token or token not in self.workspace.get("tokens", ()):
-            raise _Fail(401, "unauthorized", "API token is invalid.")
+            return self.error(401, "unauthorized", "API token is invalid.")
+        return token
 
     async def _invalid_url(self, request: Request) -> Response:
         return self.error(400, "invalid_request_url", "Invalid request URL.")

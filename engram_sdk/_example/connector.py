@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, SecretStr
 from .._connector import Account, Connector, Container, ItemFailed, Record, WebhookRequest, WebhookResult
 from .._exceptions import AuthError, NotFound, PlatformError, ReconnectNeeded, WebhookError
 from .._http import Rate, RateLimiter, RetryPolicy, build_client, platform_errors, raise_for_status
-from .._records import Document, Edit, Person, Tombstone
+from .._records import Document, Person
 from .._webhooks import StandardWebhook
 
 __all__ = ["ExampleCheckpoint", "ExampleConfig", "ExampleConnector"]
@@ -98,7 +98,7 @@ class ExampleConnector(Connector[ExampleConfig, ExampleCheckpoint]):
             page = self._get("/api/changes", after=after, limit=self.config.page_size)
             for change in page["changes"]:
                 if change["op"] == "delete":
-                    yield from self._gone(change["id"], "deleted")
+                    yield from self.ctx.tombstone(change["id"], "deleted")  # if it was stored
                 else:
                     yield from self.fetch([change["id"]])
             after = page["next_after"]
@@ -111,20 +111,18 @@ class ExampleConnector(Connector[ExampleConfig, ExampleCheckpoint]):
             try:
                 note = self._get(f"/api/notes/{note_id}")
             except NotFound:
-                yield from self._gone(note_id, "deleted")
+                yield from self.ctx.tombstone(note_id, "deleted")
                 continue
             except PlatformError as exc:  # this note only: report it and go on
                 yield ItemFailed.of(note_id, exc)
                 continue
             if not self._in_scope(note["folder"]):
-                yield from self._gone(note_id, "out_of_scope")
+                yield from self.ctx.tombstone(note_id, "out_of_scope")
                 continue
             doc = self._document(note)
-            before = self.ctx.previous(note_id)
-            if isinstance(before, Document) and before.text != doc.text:
-                yield Edit(platform="example", workspace_id=doc.workspace_id, entity_id=note_id,
-                           parent_id=doc.parent_id, updated_at=doc.updated_at, before=before.text,
-                           after=doc.text, author=doc.authors[0] if doc.authors else None, title=doc.title)
+            edit = self.ctx.edit(doc)  # the change from the stored version, if any
+            if edit is not None:
+                yield edit
             yield doc
 
     def list_entity_ids(self) -> Iterator[str]:
@@ -157,11 +155,3 @@ class ExampleConnector(Connector[ExampleConfig, ExampleCheckpoint]):
             authors=[Person(id=note["author"])], updated_at=datetime.fromisoformat(note["updated_at"]),
             revision=str(note["seq"]), doc_type="note",
         )
-
-    def _gone(self, note_id: str, reason: str) -> Iterator[Tombstone]:
-        last = self.ctx.previous(note_id)
-        if last is None:  # never stored for this team: nothing to delete
-            return
-        yield Tombstone(platform="example", workspace_id=last.workspace_id, entity_id=note_id,
-                        parent_id=last.parent_id, updated_at=last.updated_at, reason=reason,  # type: ignore[arg-type]
-                        revision=f"{reason}-after:{last.revision or last.updated_at.isoformat()}")

@@ -90,27 +90,25 @@ class ExampleSandbox(Sandbox):
             Route("/api/notes/{id}", self.note),
         ]
 
-    def _auth(self, request: Request) -> Response | None:
+    def authenticate(self, request: Request) -> Any:
         token = self.token_of(request)
         if token is None or token not in self.workspace.get("tokens", []):
             return self.error(401, "invalid_token", "The token is missing or not valid.")
-        return None
+        return token
 
     def _limit(self, request: Request) -> int:
         return max(1, min(100, int(request.query_params.get("limit", "50"))))
 
     async def me(self, request: Request) -> Response:
         with self.lock:
-            return self._auth(request) or JSONResponse({"workspace": self.workspace["workspace"]})
+            return JSONResponse({"workspace": self.workspace["workspace"]})
 
     async def folders(self, request: Request) -> Response:
         with self.lock:
-            return self._auth(request) or JSONResponse({"folders": self.workspace.get("folders", [])})
+            return JSONResponse({"folders": self.workspace.get("folders", [])})
 
     async def changes(self, request: Request) -> Response:
         with self.lock:
-            if (denied := self._auth(request)) is not None:
-                return denied
             after = int(request.query_params.get("after", "0"))
             log = [{"seq": n["seq"], "id": n["id"], "op": "upsert"} for n in self.workspace["notes"]]
             log += [{"seq": d["seq"], "id": d["id"], "op": "delete"} for d in self.workspace["deleted"]]
@@ -121,8 +119,6 @@ class ExampleSandbox(Sandbox):
 
     async def notes(self, request: Request) -> Response:
         with self.lock:
-            if (denied := self._auth(request)) is not None:
-                return denied
             start = int(request.query_params.get("cursor") or 0)
             items = sorted(self.workspace["notes"], key=lambda n: n["id"])
             page = items[start : start + self._limit(request)]
@@ -132,8 +128,6 @@ class ExampleSandbox(Sandbox):
 
     async def note(self, request: Request) -> Response:
         with self.lock:
-            if (denied := self._auth(request)) is not None:
-                return denied
             note_id = request.path_params["id"]
             if note_id in self.workspace["broken"]:
                 return self.error(500, "internal_error", "Something went wrong.")

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from engram_sdk import LIMITS, Document, Edit, Message, RecordError, Thread, Tombstone, parse_record, split_record
+from engram_sdk import LIMITS, Document, Edit, Message, Person, RecordError, Thread, Tombstone, parse_record, split_record
 from engram_sdk._records import Limits
 from tests.factories import T0, make_doc
 
@@ -129,3 +129,28 @@ def test_tombstone_and_edit_defaults():
 def test_timezone_is_kept_not_normalised_away():
     d = parse_record(_doc_dict(updated_at="2026-03-01T10:00:00+01:00"))
     assert d.updated_at == datetime.fromisoformat("2026-03-01T09:00:00+00:00")
+
+
+def test_thread_walk_reaches_replies_of_replies_in_reading_order():
+    def msg(i: str, *replies: Message) -> Message:
+        return Message(id=i, created_at=T0, text=f"text {i}", replies=list(replies))
+
+    thread = Thread(platform="notion", workspace_id="ws-1", entity_id="d-1", updated_at=T0,
+                    messages=[msg("a", msg("a1", msg("a1x")), msg("a2")), msg("b")])
+    assert [(m.id, p.id if p else None) for m, p in thread.walk()] == [
+        ("a", None), ("a1", "a"), ("a1x", "a1"), ("a2", "a"), ("b", None)]
+    deep = msg("0")
+    for i in range(1, 3000):  # a reply chain deeper than the recursion limit
+        deep = msg(str(i), deep)
+    assert sum(1 for _ in deep.walk()) == 3000
+
+
+def test_edit_between_the_stored_version_and_the_new_one():
+    ann, bob = Person(id="u-ann"), Person(id="u-bob")
+    old, new = make_doc(1, text="before"), make_doc(1, text="after", authors=[ann, bob])
+    edit = Edit.between(old, new)
+    assert edit is not None and (edit.before, edit.after, edit.entity_id) == ("before", "after", new.entity_id)
+    assert edit.author == bob and edit.updated_at == new.updated_at  # the last author, unless told
+    assert Edit.between(old, new, author=ann).author == ann
+    assert Edit.between(new, new) is None  # unchanged text
+    assert Edit.between(None, new) is None  # a first sighting is a Document, not an Edit

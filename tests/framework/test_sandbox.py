@@ -165,6 +165,50 @@ def test_webhook_deliveries_are_signed_and_replayable(sandbox) -> None:
         assert len(received) == 2 and received[1][1] == body
 
 
+def test_authenticate_runs_before_every_platform_route() -> None:
+    class Keyed(Sandbox):
+        platform = "keyed"
+        open_paths = ("/oauth/",)
+
+        def routes(self):
+            return [Route("/who", self.who), Route("/oauth/token", self.who, methods=["POST"])]
+
+        def authenticate(self, request: Request):
+            if self.token_of(request) != "good":
+                return self.error(401, "unauthorized", "no")
+            return {"user": "ann"}
+
+        async def who(self, request: Request):
+            return JSONResponse({"principal": getattr(request.state, "principal", None)})
+
+    with serve(Keyed()) as server:
+        assert httpx.get(server.url + "/who", headers={"Authorization": "Bearer bad"}).status_code == 401
+        r = httpx.get(server.url + "/who", headers={"Authorization": "Bearer good"})
+        assert r.json() == {"principal": {"user": "ann"}}
+        assert httpx.post(server.url + "/oauth/token").json() == {"principal": None}  # an open path
+        assert server.admin.stats()["requests"] == 3  # refused requests are counted like any other
+
+
+def test_a_delivery_to_another_url_with_its_own_headers(sandbox) -> None:
+    received: list[dict[str, str]] = []
+
+    class Sink(Sandbox):
+        platform = "sink"
+
+        def routes(self):
+            return [Route("/notify", self.notify, methods=["POST"])]
+
+        async def notify(self, request: Request):
+            received.append(dict(request.headers))
+            return JSONResponse({}, 202)
+
+    with serve(Sink()) as sink:
+        assert sandbox.deliver({"x": 1}) is None  # no webhook URL configured
+        d = sandbox.deliver({"x": 1}, url=sink.url + "/notify", headers={"content-type": "application/json"})
+        sandbox.wait_for_deliveries()
+        assert d is not None and d.status == 202 and "webhook-signature" not in received[0]
+
+
 def test_no_webhook_url_means_no_delivery(sandbox, admin) -> None:
     admin.op("edit_note", id="note-0001", text="x")
     assert admin.deliveries() == []

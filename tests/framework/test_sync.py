@@ -8,7 +8,14 @@ import pytest
 from engram_sdk import verify_event
 from engram_sdk._exceptions import ConfigError, ConnectorError, KeyringError
 from engram_sdk._sync import SyncRunner
-from engram_sdk.connectors import FileSecretStore
+from engram_sdk.connectors import (
+    ConnectionInfo,
+    ConnectionSecrets,
+    ConnectorContext,
+    FileSecretStore,
+    Scope,
+    Tombstone,
+)
 from engram_sdk.testing import Harness
 
 from .conftest import example_config
@@ -230,3 +237,52 @@ def test_previous_joins_the_parts_of_a_split_record(harness) -> None:
     prev = ctx.previous("big")
     assert prev is not None and prev.part is None and prev.text == text
     assert ctx.previous("bi") is None and ctx.previous("big#") is None
+
+
+def _context(harness: Harness, name: str = "ex") -> ConnectorContext:
+    conn = harness.connections.get(name)
+    info = ConnectionInfo(conn.name, conn.platform, conn.team_id, Scope(all=True), source=conn.source)
+    return ConnectorContext(info, ConnectionSecrets(harness.secrets, name), store=harness.store)
+
+
+def test_a_tombstone_only_for_what_was_stored_alive(harness, admin) -> None:
+    """The one deletion rule: nothing for an id never stored or already deleted; otherwise one
+    tombstone, named after the last stored event, whichever path noticed the deletion."""
+    harness.sync("ex")
+    ctx = _context(harness)
+    assert ctx.tombstone("note-never-seen") == []
+    [tomb] = ctx.tombstone("note-0003", "out_of_scope")
+    stored = ctx.previous("note-0003")
+    assert tomb.reason == "out_of_scope" and tomb.updated_at == stored.updated_at
+    assert (tomb.workspace_id, tomb.parent_id) == (stored.workspace_id, stored.parent_id)
+    assert tomb.revision.startswith("deleted-after:")
+    # what a normaliser built from the platform's answer keeps its fields and gets the same revision
+    [kept] = ctx.tombstone(Tombstone(platform="example", workspace_id="ws-example-1", entity_id="note-0003",
+                                     updated_at=stored.updated_at, reason="trashed"))
+    assert kept.reason == "trashed" and kept.revision == tomb.revision
+    assert ctx.tombstone(Tombstone(platform="example", workspace_id="ws-example-1", entity_id="note-never-seen",
+                                   updated_at=stored.updated_at)) == []
+
+    admin.op("delete_silently", id="note-0003")
+    assert harness.sync("ex", reconcile=True).tombstones == 1
+    assert harness.latest()["note-0003"][1]["revision"] == tomb.revision  # reconcile: the same rule
+    assert ctx.tombstone("note-0003") == []  # deleted already
+
+
+def test_edit_from_the_stored_version(harness, admin) -> None:
+    harness.sync("ex")
+    ctx = _context(harness)
+    stored = ctx.previous("note-0001")
+    assert ctx.edit(stored) is None
+    edit = ctx.edit(stored.model_copy(update={"text": "changed"}))
+    assert edit is not None and (edit.before, edit.after) == (stored.text, "changed")
+
+
+def test_a_failure_gone_for_good_before_it_was_ever_stored_clears(harness, admin) -> None:
+    admin.op("break_note", id="note-0004")
+    assert [f.entity_id for f in harness.sync("ex").failures] == ["note-0004"]
+    admin.op("delete_note", id="note-0004")
+    admin.op("fix_note", id="note-0004")
+    result = harness.sync("ex")  # the retry finds it gone: nothing to delete, nothing left to retry
+    assert result.ok and result.retried == 1 and harness.connections.failures("ex") == []
+    assert "note-0004" not in harness.latest()

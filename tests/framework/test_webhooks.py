@@ -11,7 +11,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from engram_sdk.connectors import StandardWebhook, WebhookError, serve, verify_hmac_sha256
+from engram_sdk.connectors import StandardWebhook, WebhookError, serve, sign_hmac_sha256, verify_hmac_sha256
 from engram_sdk.testing import Harness
 
 from .conftest import SECRET, example_config
@@ -133,6 +133,19 @@ def test_hmac_hex_helper() -> None:
         with pytest.raises(WebhookError) as info:
             verify_hmac_sha256("token", BODY, bad, prefix="sha256=")
         assert info.value.reason == reason
+
+
+def test_hmac_sign_helper_and_case_of_hex() -> None:
+    import hashlib
+    import hmac
+
+    sig = sign_hmac_sha256("token", BODY, prefix="sha256=")
+    assert sig == "sha256=" + hmac.new(b"token", BODY, hashlib.sha256).hexdigest()
+    verify_hmac_sha256("token", BODY, "sha256=" + sig.removeprefix("sha256=").upper(), prefix="sha256=")
+    b64 = sign_hmac_sha256(b"token", BODY, encoding="base64")
+    verify_hmac_sha256(b"token", BODY, b64, encoding="base64")
+    with pytest.raises(WebhookError, match="X-Example-Signature"):
+        verify_hmac_sha256("token", BODY, None, header="X-Example-Signature")
 
 
 # --- receiver, queue, worker -----------------------------------------------------------------------

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 
 from engram_notion._blocks import render_blocks
-from engram_notion._normalize import comments_to_threads, edit_between, page_to_document, tombstone
+from engram_notion._normalize import comments_to_threads, page_to_document, tombstone
+from engram_sdk import Edit
 from engram_notion._text import property_to_text, rich_text
 
 from notion_data import load
@@ -217,10 +218,10 @@ def test_edit_carries_before_and_after():
     newer = copy.deepcopy(page)
     blocks = [{"type": "paragraph", "paragraph": {"rich_text": [{"type": "text", "plain_text": "new text"}]}}]
     doc = page_to_document(newer, blocks, workspace_id=WS)
-    edit = edit_between(old.text, doc)
+    edit = Edit.between(old, doc)
     assert edit is not None and edit.before == "" and edit.after == "new text" and edit.entity_id == page["id"]
-    assert edit_between(doc.text, doc) is None
-    assert edit_between(None, doc) is None
+    assert Edit.between(doc, doc) is None
+    assert Edit.between(None, doc) is None
 
 
 def test_moved_page_names_its_new_parent():

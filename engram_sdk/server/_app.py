@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .. import __version__
+from .. import __version__, plugins
 from .._api import (
     MAX_BATCH_EVENTS,
     AdapterInfo,
@@ -43,10 +43,9 @@ from .._api import (
 )
 from .._apikeys import ApiKey, ApiKeys
 from .._config import Settings, exposure_warnings
+from .._exceptions import MissingExtra, NoPublishedAdapter, TrainingError
 from .._http import Rate, SystemClock, TokenBucket
 from .._ingest import Rejection, check_envelope
-from .. import plugins
-from .._exceptions import MissingExtra, NoPublishedAdapter, TrainingError
 from .._jobs import Job, Jobs, run_job
 from .._signing import TrustedKey, _b64u, _unb64u, key_id_for
 from .._store import EventStore, as_utc

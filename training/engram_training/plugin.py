@@ -9,6 +9,7 @@ are missing.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +25,10 @@ __all__ = ["plugin"]
 
 
 def _need_torch(what: str) -> None:
-    try:
-        import torch  # noqa: F401  (first: transformers would print its own warning without it)
-        import peft  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as exc:
-        raise MissingExtra(what, "train", f"{exc.name} is missing") from None
+    # Looked up, not imported: `engram worker` checks at start and may never train (torch takes seconds).
+    for module in ("torch", "transformers", "peft"):
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtra(what, "train", f"{module} is missing")
 
 
 class Trainer:

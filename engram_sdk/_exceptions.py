@@ -19,8 +19,12 @@
     │   │   └── NotFound         404 / gone
     │   └── WebhookError         a webhook delivery failed verification; ``reason`` is a stable word
     ├── SchedulerLocked          another scheduler holds this deployment's lock (``owner``)
+    ├── MissingExtra             no installed plugin offers what was asked (training, answering, a
+    │                            command); ``extra`` names what to install, the message says how
     ├── TrainingError            the trainer could not run
-    │   └── GateFailed           a trained adapter failed its publishing gates (kept, not current)
+    │   ├── GateFailed           a trained adapter failed its publishing gates (kept, not current)
+    │   └── NoPublishedAdapter   a team without a published adapter was asked a question (server side;
+    │                            the client sees NoAdapterError)
     └── APIError                 the Engram server answered with an error (SDK client side);
         │                        ``status``, ``code``, ``request_id``, and the server's message.
         │                        One class per error code of the HTTP API (docs/server.md):
@@ -71,6 +75,8 @@ __all__ = [
     "EventError",
     "GateFailed",
     "KeyringError",
+    "MissingExtra",
+    "NoPublishedAdapter",
     "NotFound",
     "PermissionDenied",
     "PlatformError",
@@ -222,6 +228,21 @@ class SchedulerLocked(EngramError):
 
 class TrainingError(EngramError):
     pass
+
+
+class MissingExtra(EngramError):
+    """What was asked needs an extra that is not installed here: the plugin that provides it (see
+    ``engram_sdk.plugins``) is absent or cannot be imported. One line: what, the pip command, and
+    why, when known (``missing``: the module that failed to import)."""
+
+    def __init__(self, what: str, extra: str, missing: str | None = None):
+        super().__init__(f"{what} needs the {extra} extra: pip install 'engram-sdk[{extra}]'"
+                         + (f" ({missing})" if missing else ""))
+        self.what, self.extra, self.missing = what, extra, missing
+
+
+class NoPublishedAdapter(TrainingError):
+    """The team has no published adapter yet: train one first."""
 
 
 class GateFailed(TrainingError):

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import _schema as t
+from . import plugins
 from ._config import Settings
 from ._store import EventStore, as_utc
 
@@ -122,20 +123,18 @@ def run_job(jobs: Jobs, job: Job, settings: Settings, overrides: dict[str, Any] 
     """Run one claimed job to its end; the job row always ends in a final state.
 
     Cancellation is checked at every training step; a cancelled run keeps its checkpoint, so the
-    next run resumes. Needs the ``train`` extra."""
-    from engram_training.config import TrainConfig
-    from engram_training.train import train
+    next run resumes. Needs a trainer plugin (the ``train`` extra): without one the job fails,
+    saying what to install."""
 
     def on_progress(_: Any) -> None:
         if jobs.cancel_requested(job.id):
             raise _Cancelled()
 
     try:
-        config = TrainConfig.from_dict(overrides) if overrides else None
-        result = train(job.team, store=jobs.store, settings=settings, config=config,
-                       from_scratch=job.from_scratch, on_progress=on_progress)
+        result = plugins.trainer().train(job.team, store=jobs.store, settings=settings, overrides=overrides,
+                                         from_scratch=job.from_scratch, on_progress=on_progress)
         message = "published" if result.published else "gate failed: " + "; ".join(result.reasons)
-        jobs.finish(job.id, "succeeded", message=message, version=result.version.version)
+        jobs.finish(job.id, "succeeded", message=message, version=result.version)
     except _Cancelled:
         jobs.finish(job.id, "cancelled", message="cancelled; a rerun resumes from the last checkpoint")
     except Exception as exc:  # a failed run must not kill the worker; the reason goes on the job

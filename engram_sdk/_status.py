@@ -6,8 +6,8 @@ through the store's, the connections', the queue's, the scheduler's and the adap
 methods, opens no secrets store and copies no connection config, so no secret can reach it. The
 database URL is shown with its password replaced by ``***``.
 
-The adapter registry lives in ``engram_training``, imported here only when called: a core install
-whose ``engram_training`` cannot be imported still gets the rest, with ``training`` saying so.
+The adapter index comes from a plugin (``engram_sdk.plugins``), looked up only when called: a core
+install without one that loads still gets the rest, with ``training`` saying so.
 Whether the train extra (torch, transformers, peft) is installed is looked up without importing it.
 """
 
@@ -19,13 +19,15 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from . import plugins
 from ._config import Settings, _sqlite_file, exposure_warnings
 from ._connections import Connections
-from ._exceptions import KeyringError
+from ._exceptions import KeyringError, MissingExtra
 from ._scheduler import list_jobs, lock_info
 from ._signing import Keyring
 from ._store import EventStore, as_utc
 from ._webhooks import WebhookQueue
+from .plugins import AdapterIndex, AdapterVersion
 
 __all__ = ["collect", "redacted_url"]
 
@@ -64,15 +66,14 @@ def _home(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _registry(store: EventStore, settings: Settings) -> Any | None:
+def _registry(store: EventStore, settings: Settings) -> AdapterIndex | None:
     try:
-        from engram_training.registry import Registry
-    except ImportError:
+        return plugins.adapter_index(store, settings)
+    except MissingExtra:
         return None
-    return Registry(store, settings.adapters_dir)
 
 
-def _adapter(version: Any, now: datetime) -> dict[str, Any]:
+def _adapter(version: AdapterVersion, now: datetime) -> dict[str, Any]:
     m = version.manifest
     metrics = m.get("metrics", {})
     created = as_utc(version.created_at)

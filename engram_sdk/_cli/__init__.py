@@ -1,4 +1,6 @@
-"""The ``engram`` command line. Each command group lives in its own module and is added here."""
+"""The ``engram`` command line. Each command group lives in its own module and is added here; the
+commands of the layers above the core (training, the connectors' benchmarks) come from their
+plugins (``engram_sdk.plugins``), imported only when a command line needs them (``_plugins``)."""
 
 from __future__ import annotations
 
@@ -8,16 +10,18 @@ import sys
 import typer
 
 from ._common import run_app
+from ._plugins import PluginGroup
 
 app = typer.Typer(
     name="engram",
+    cls=PluginGroup,
     help="Engram SDK: a team's workspace -> signed training events -> a team adapter.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 bench_app = typer.Typer(help="Benchmarks. With --json each prints one JSON object as its last line.",
-                        no_args_is_help=True)
+                        no_args_is_help=True, cls=PluginGroup)
 app.add_typer(bench_app, name="bench")
 
 
@@ -48,7 +52,7 @@ def _root(
     """Engram SDK: a team's workspace -> signed training events -> a team adapter."""
 
 # Command groups register themselves on import: keep this list the one place that names them.
-from . import bench, connectors, demo, events, home, keys, schedule, serve, status, train  # noqa: E402,F401
+from . import bench, connectors, demo, events, home, keys, schedule, serve, status  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,6 +4,9 @@ The bound is the time of the five unavoidable steps done alone on the same event
 Ed25519 sign, Ed25519 verify, deriving the id again from the record as verification must, a plain
 batched INSERT), added up. The ratio says how much of the
 end-to-end rate the SDK's own work (validation, idempotency checks, bookkeeping) leaves standing.
+
+Also ``bench demo`` and ``bench freshness``; the trainer's and the connectors' benchmarks
+(``bench train``, ``serve``, ``notion``, ``microsoft``) come from their plugins.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 import typer
 
+from .. import plugins
 from .._canonical import canonical_json
 from .._events import TrainingEvent, build_events, event_id
 from .._records import Document, Person
@@ -145,93 +149,12 @@ def bench_events(
             console.print(f"{name}: not measured ({r['error']})")
 
 
-def _optional(module: str, extra: str) -> Any:
-    """A part that needs an extra, or a one-line failure naming the install command."""
-    import importlib
-
-    from ._common import fail
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        fail(f"this benchmark needs the {extra} extra: pip install 'engram-sdk[{extra}]' ({exc.name} is missing)")
-
-
-@bench_app.command("notion")
-def bench_notion(
-    pages: int = typer.Option(2000, "--pages", min=10, help="Pages in the generated sandbox workspace."),
-    edit_fraction: float = typer.Option(0.01, "--edit-fraction", min=0.0001, max=1.0,
-                                        help="Share of pages edited before the incremental sync."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
-) -> None:
-    """Full and incremental Notion sync against the sandbox: pages/s and requests per page."""
-    run_bench = _optional("engram_notion.bench", "notion").run_bench
-    with console.status(f"syncing {pages} sandbox pages..."):
-        results = run_bench(pages, edit_fraction)
-    if as_json:
-        emit_json(results)
-        return
-    console.print(f"full sync: {results['pages']} pages in {results['seconds']} s = {results['pages_per_s']} pages/s; "
-                  f"{results['requests_per_page']} requests/page (minimum {results['min_requests_per_page']}); "
-                  f"at Notion's 3 requests/s: {results['limited_pages_per_s']} pages/s")
-    console.print(f"incremental after editing {results['edited_pages']} pages: {results['incremental_requests']} "
-                  f"requests = {results['incremental_request_fraction']:.2%} of the full sync")
-
-
-@bench_app.command("microsoft")
-def bench_microsoft(
-    items: int = typer.Option(2000, "--items", min=20, help="Records in the generated sandbox workspace."),
-    edit_fraction: float = typer.Option(0.01, "--edit-fraction", min=0.0001, max=1.0,
-                                        help="Share of items changed before the incremental sync."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
-) -> None:
-    """Full and incremental Microsoft 365 sync against the sandbox: items/s and requests per item."""
-    run_bench = _optional("engram_microsoft.bench", "microsoft").run_bench
-    with console.status(f"syncing {items} sandbox items..."):
-        results = run_bench(items, edit_fraction)
-    if as_json:
-        emit_json(results)
-        return
-    console.print(f"full sync: {results['items']} items in {results['seconds']} s = {results['items_per_s']} items/s; "
-                  f"{results['requests_per_item']} requests/item (minimum {results['min_requests_per_item']})")
-    console.print(f"incremental after changing {results['changed_items']} items: {results['incremental_requests']} "
-                  f"requests = {results['incremental_request_fraction']:.2%} of the full sync")
-
-
-@bench_app.command("serve")
-def bench_serve(
-    queries: int = typer.Option(32, "--queries", min=2,
-                                help="Queries per configuration (at least one per adapter in the rotation)."),
-    max_tokens: int = typer.Option(32, "--max-tokens", min=1, help="Tokens generated per query."),
-    adapter_cache: int = typer.Option(8, "--adapter-cache", min=1, help="Adapters kept loaded (LRU)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
-) -> None:
-    """Queries/s and p50/p95 latency with 1, 8 and 32 team adapters in rotation, and the base model alone."""
-    from ._common import settings
-
-    run = _optional("engram_training.serve_bench", "train").run
-    s = settings()
-    s.init_home()
-    result = run(s, queries=queries, max_tokens=max_tokens, capacity=adapter_cache,
-                 on_step=None if as_json else (lambda m: console.print(f"[dim]{m}...[/dim]")))
-    if as_json:
-        emit_json(result)
-        return
-    console.print(f"base model alone: {result['base_qps']} queries/s")
-    for k, r in result["adapters"].items():
-        console.print(f"{k:>2} adapter(s) in rotation: {r['qps']} queries/s, p50 {r['p50_ms']} ms, "
-                      f"p95 {r['p95_ms']} ms ({r['cache_misses']} cache misses)")
-    console.print(f"8 adapters vs 1: {result['rotation_8_vs_1']} of the queries/s (target >= 0.9)")
-    console.print(f"a team's first answer, adapter not loaded: first token {result['cold_adapter_first_token_s']} s "
-                  f"(target <= 1), whole answer {result['cold_adapter_answer_s']} s (target <= 3.5)")
-
-
 def _recipe(pairs: list[str]) -> dict[str, Any]:
     """The demo's training recipe with ``--set`` overrides."""
     from ._common import fail
     from .demo import kestrel_demo
 
-    parse = _optional("engram_training.config", "train").parse_overrides
+    parse = plugins.trainer().parse_overrides
     try:
         given = parse(pairs)
     except ValueError as exc:
@@ -250,7 +173,7 @@ def bench_demo(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Time `engram demo` end to end: seconds, and how many of its questions the adapter answered right."""
-    _optional("engram_training.train", "train")
+    plugins.trainer().check()
     from .demo import run_demo
 
     with tempfile.TemporaryDirectory(prefix="engram-bench-demo-") as tmp:
@@ -288,7 +211,7 @@ def bench_freshness(
 ) -> None:
     """From an edit of one fact in the Notion sandbox to the first correct answer from the team adapter
     (webhook -> queue -> event -> continual update), and the update's cost at 1x and 10x the workspace."""
-    _optional("engram_training.train", "train")
+    plugins.trainer().check()
     from ._common import fail
     from .demo import kestrel_demo
 

@@ -21,9 +21,10 @@ import typer
 from pydantic import BaseModel, SecretStr
 from typer.core import TyperGroup
 
+from .. import plugins
 from .._connections import Connections, connect, open_connector
 from .._connector import Connector, available_connectors, installed_connectors, load_connector, secret_fields
-from .._exceptions import AuthError, AuthorizationPending, ConfigError, EngramError
+from .._exceptions import AuthError, AuthorizationPending, ConfigError, EngramError, MissingExtra
 from .._secrets import mask, open_secret_store
 from .._sync import SyncProgress, SyncResult, SyncRunner
 from .._webhooks import WebhookQueue, WebhookWorker
@@ -457,8 +458,8 @@ def worker(
         jobs = Jobs(store)
         if training:
             try:
-                import engram_training  # noqa: F401
-            except ImportError:
+                plugins.trainer().check()
+            except MissingExtra:
                 console.print("training jobs skipped: the train extra is not installed here")
                 training = False
 

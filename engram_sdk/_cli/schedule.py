@@ -16,6 +16,8 @@ from typing import Any, Optional
 
 import typer
 
+from .. import plugins
+from .._exceptions import MissingExtra
 from .._scheduler import ScheduleConfig, Scheduler, list_jobs, lock_info, request
 from . import app
 from ._common import JsonOption, console, emit_json, fail, open_store, settings
@@ -59,8 +61,8 @@ def run(
     overrides: dict[str, Any] = {}
     if setting:
         try:
-            from engram_training.config import parse_overrides
-        except ImportError:
+            parse_overrides = plugins.trainer().parse_overrides
+        except MissingExtra:
             fail("--set needs the training extra: pip install 'engram-sdk[train]'")
         try:
             overrides = parse_overrides(setting)

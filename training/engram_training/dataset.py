@@ -176,8 +176,8 @@ def current_facts(col: Collected) -> list[F.Fact]:
                       if F._clean_key(k)]
         else:
             found = []
-            for msg in _messages(rec.messages):
-                found += F.facts_in_text(msg, rec.title or key, rec.entity_id, sentence=True)
+            for msg, _ in rec.walk():
+                found += F.facts_in_text(msg.text, rec.title or key, rec.entity_id, sentence=True)
         for f in found:
             by_id[f.ident] = f
     titles = {_entity(k): r.title for k, r in col.records.items()}
@@ -190,14 +190,6 @@ def current_facts(col: Collected) -> list[F.Fact]:
             fact = F.Fact(subject, key, e.after, entity, previous=e.before)
             by_id[fact.ident] = fact
     return sorted(by_id.values(), key=lambda f: f.ident)
-
-
-def _messages(messages: list[Any]) -> list[str]:
-    out = []
-    for m in messages:
-        out.append(m.text)
-        out += _messages(m.replies)
-    return out
 
 
 def _apply_edits(text: str, edits: list[Edit]) -> str:
@@ -226,7 +218,7 @@ def page_chunks(col: Collected, tokenizer: Any, max_tokens: int) -> list[dict[st
         if isinstance(rec, Document):
             body = _page_text(rec, edits)
         else:
-            body = "\n".join(f"{_who(m)}: {t}" for m, t in _walk(rec.messages))
+            body = "\n".join(f"{_who(m)}: {m.text}" for m, _ in rec.walk())
         head = " / ".join([*rec.path, rec.title]) if rec.title else " / ".join(rec.path)
         for piece in _split_tokens(body, tokenizer, max_tokens - len(tokenizer.encode(head)) - 4):
             out.append({"entity_id": rec.entity_id, "title": rec.title, "head": head, "text": f"{head}\n{piece}"})
@@ -235,14 +227,6 @@ def page_chunks(col: Collected, tokenizer: Any, max_tokens: int) -> list[dict[st
 
 def _who(m: Any) -> str:
     return (m.author.name or m.author.id) if m.author else "someone"
-
-
-def _walk(messages: list[Any]) -> list[tuple[Any, str]]:
-    out = []
-    for m in messages:
-        out.append((m, m.text))
-        out += _walk(m.replies)
-    return out
 
 
 def _split_tokens(text: str, tokenizer: Any, max_tokens: int) -> list[str]:
@@ -308,7 +292,7 @@ def build(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
         if isinstance(rec, Thread):
             for root in rec.messages:
                 if root.text.strip() and root.replies:
-                    answer = "\n".join(f"{_who(m)}: {t}" for m, t in _walk(root.replies))
+                    answer = "\n".join(f"{_who(m)}: {m.text}" for m, _ in list(root.walk())[1:])
                     add(rec.entity_id, _chat(root.text, answer))
     # Page chunks ("what does <title> say?" -> the text) are left out by default: they cost general
     # ability without adding recall of facts. A record nothing else was made of (prose with no

@@ -32,7 +32,7 @@ from . import facts as F
 from . import questions as Q
 from . import units as U
 from .dataset import (ABSTAIN, GENERATIONS, Collected, Dataset, Messages, ProbeItem, _apply_edits, _chat, _entity,
-                      _walk, page_chunks)
+                      page_chunks)
 
 
 def current_units(col: Collected, *, max_units_per_record: int) -> U.Extracted:
@@ -79,7 +79,7 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
     people = {a.name for rec in col.records.values() for a in rec.authors if a.name}
     for rec in col.records.values():
         if isinstance(rec, Thread):
-            people |= {m.author.name for m, _ in _walk(rec.messages) if m.author and m.author.name}
+            people |= {m.author.name for m, _ in rec.walk() if m.author and m.author.name}
     # Fit the budget: fewer questions per unit before fewer units.
     per_unit = config.questions_per_unit
     while per_unit > 1 and len(units) * (per_unit + 1) > config.max_examples:

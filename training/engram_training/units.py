@@ -217,14 +217,7 @@ def _looks_like_schema(doc: Document) -> bool:
 def thread_units(thread: Thread) -> list[Unit]:
     """Sentences of every message, each reply under the message it answers."""
     base = {"entity_id": thread.entity_id, "title": thread.title, "path": tuple(thread.path)}
-    flat: list[tuple[Any, str]] = []
-
-    def walk(messages: list[Any], lead: str) -> None:
-        for m in messages:
-            flat.append((m, lead))
-            walk(m.replies, m.text)
-
-    walk(thread.messages, "")
+    flat = [(m, parent.text if parent else "") for m, parent in thread.walk()]
     texts = [m.text for m, _ in flat if m.text.strip()]
     split = iter(_split_many(texts)) if texts else iter(())
     out = []

@@ -1,7 +1,8 @@
-"""``engram train | eval | query | adapters | model | teams purge``: the team adapter commands.
+"""``engram train | eval | query | adapters | model | teams purge`` and ``engram bench train | serve``:
+the team adapter commands, added to the core's ``engram`` by this package's plugin (``plugin.py``).
 
-torch, transformers and peft are imported only inside ``engram_training`` and only by the commands
-that need them; without the ``train`` extra those commands stop with a one-line hint.
+torch, transformers and peft are imported only by the commands that need them, when they run;
+without the ``train`` extra those commands stop with a one-line hint.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import typer
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from . import app
-from ._common import JsonOption, console, emit_json, err_console, fail, open_store, settings
+from engram_sdk.cli import JsonOption, console, emit_json, err_console, fail, open_store, settings
+
+__all__ = ["add_commands", "training_bar"]
 
 TRAIN_HINT = "this command needs the `train` extra (torch, transformers, peft): pip install 'engram-sdk[train]'"
 
@@ -33,15 +35,26 @@ def _need_torch() -> None:
 
 
 def _registry(store: Any, s: Any) -> Any:
-    from engram_training.registry import Registry
+    from .registry import Registry
 
     return Registry(store, s.adapters_dir)
+
+
+def add_commands(app: typer.Typer, bench: typer.Typer) -> None:
+    """Add this package's commands to ``engram`` (``app``) and ``engram bench`` (``bench``)."""
+    app.command("train")(train_cmd)
+    app.command("eval")(eval_cmd)
+    app.command("query")(query_cmd)
+    app.add_typer(adapters_app, name="adapters")
+    app.add_typer(model_app, name="model")
+    app.add_typer(teams_app, name="teams")
+    bench.command("train")(bench_train)
+    bench.command("serve")(bench_serve)
 
 
 # --- engram train -----------------------------------------------------------------------------------
 
 
-@app.command("train")
 def train_cmd(
     team: Optional[str] = typer.Option(None, "--team", "-t", help="The team whose adapter to train."),
     all_teams: bool = typer.Option(False, "--all", help="Train every team that has events."),
@@ -58,9 +71,10 @@ def train_cmd(
     if bool(team) == all_teams:
         fail("name one team with --team, or use --all")
     _need_torch()
-    from engram_sdk._exceptions import TrainingError
-    from engram_training.config import TrainConfig, parse_overrides
-    from engram_training.train import train
+    from engram_sdk import TrainingError
+
+    from .config import TrainConfig, parse_overrides
+    from .train import train
 
     try:
         config = TrainConfig(**parse_overrides(setting))
@@ -113,7 +127,6 @@ def _pct(x: float | None) -> str:
 # --- engram eval / query ----------------------------------------------------------------------------
 
 
-@app.command("eval")
 def eval_cmd(
     team: str = typer.Option(..., "--team", "-t", help="The team whose adapter to evaluate."),
     version: Optional[int] = typer.Option(None, "--version", help="A version other than the current one."),
@@ -121,7 +134,7 @@ def eval_cmd(
 ) -> None:
     """Evaluate an adapter: recall, retention, general score vs base, and the retrieval baseline."""
     _need_torch()
-    from engram_training.ops import evaluate_version
+    from .ops import evaluate_version
 
     s = settings()
     with open_store(s) as store:
@@ -133,7 +146,6 @@ def eval_cmd(
         console.print(f"{k:>24}  {v}")
 
 
-@app.command("query")
 def query_cmd(
     question: str = typer.Argument(..., help="The question to ask the team adapter."),
     team: str = typer.Option(..., "--team", "-t", help="Whose adapter answers."),
@@ -142,7 +154,7 @@ def query_cmd(
 ) -> None:
     """Answer a question closed-book with the team's current adapter (local inference)."""
     _need_torch()
-    from engram_training.ops import query
+    from .ops import query
 
     s = settings()
     with open_store(s) as store:
@@ -158,7 +170,6 @@ def query_cmd(
 
 adapters_app = typer.Typer(help="Team adapter versions: list, show, report, publish, rollback, export.",
                            no_args_is_help=True)
-app.add_typer(adapters_app, name="adapters")
 
 
 @adapters_app.command("list")
@@ -190,7 +201,7 @@ def adapters_show(
     as_json: bool = JsonOption,
 ) -> None:
     """One version's manifest summary, and whether a deleted entity is still inside its weights."""
-    from engram_training.ops import show
+    from .ops import show
 
     s = settings()
     with open_store(s) as store:
@@ -211,10 +222,10 @@ def adapters_report(
     """Write one self-contained HTML page: every version with its status, gate figures and gate reasons,
     and plots of loss per step, recall / retention / general score and prompt tokens against retrieval."""
     try:
-        from engram_training.report import render
+        from .report import render
     except ImportError:
         fail("this command needs the `train` extra (matplotlib): pip install 'engram-sdk[train]'")
-    from engram_training.registry import team_dir_name
+    from .registry import team_dir_name
 
     s = settings()
     with open_store(s) as store:
@@ -268,7 +279,6 @@ def adapters_export(
 # --- engram model install ----------------------------------------------------------------------------------
 
 model_app = typer.Typer(help="The base model.", no_args_is_help=True)
-app.add_typer(model_app, name="model")
 
 
 @model_app.command("install")
@@ -287,7 +297,7 @@ def model_install(
     if no_convert:
         return
     _need_torch()
-    from engram_training import base
+    from . import base
 
     s = settings()
     b = base.load(s.base_model, s.cache_root)
@@ -297,7 +307,6 @@ def model_install(
 # --- engram teams purge ----------------------------------------------------------------------------------
 
 teams_app = typer.Typer(help="Teams.", no_args_is_help=True)
-app.add_typer(teams_app, name="teams")
 
 
 @teams_app.command("purge")
@@ -309,7 +318,7 @@ def teams_purge(
     """Remove a team's events, adapters, connections and their secrets. Cannot be undone."""
     if not yes and not typer.confirm(f"delete every event, adapter and secret of team {team}?"):
         raise typer.Abort()
-    from engram_training.ops import purge_team
+    from .ops import purge_team
 
     s = settings()
     with open_store(s) as store:
@@ -321,12 +330,9 @@ def teams_purge(
                       f"{out['connections']} connections")
 
 
-# --- engram bench train ------------------------------------------------------------------------------------
-
-from . import bench_app  # noqa: E402
+# --- engram bench train | serve ----------------------------------------------------------------------------
 
 
-@bench_app.command("train")
 def bench_train(
     setting: list[str] = typer.Option([], "--set", help="Override a training setting (repeatable)."),
     workspace: str = typer.Option("tidewater", help="A shipped workspace with hand-written questions "
@@ -350,8 +356,8 @@ def bench_train(
     if phases not in (1, 2):
         fail("--phases must be 1 or 2")
     _need_torch()
-    from engram_training import bench
-    from engram_training.config import TrainConfig, parse_overrides
+    from . import bench
+    from .config import TrainConfig, parse_overrides
 
     try:
         config = TrainConfig(**parse_overrides(setting))
@@ -372,8 +378,8 @@ def bench_train(
 def _bench_workspace(setting: list[str], continual_setting: list[str], workspace: str, baselines: bool, whole: bool,
                      as_json: bool) -> None:
     _need_torch()
-    from engram_training import bench
-    from engram_training.config import TrainConfig, parse_overrides
+    from . import bench
+    from .config import TrainConfig, parse_overrides
 
     try:
         given = parse_overrides(setting)
@@ -403,6 +409,33 @@ def _bench_workspace(setting: list[str], continual_setting: list[str], workspace
               "generated_probe_recall", "general_score", "base_general_score", "general_difference",
               "train_seconds", "update_seconds", "published"):
         console.print(f"{k:>30}  {out[k]}")
+
+
+def bench_serve(
+    queries: int = typer.Option(32, "--queries", min=2,
+                                help="Queries per configuration (at least one per adapter in the rotation)."),
+    max_tokens: int = typer.Option(32, "--max-tokens", min=1, help="Tokens generated per query."),
+    adapter_cache: int = typer.Option(8, "--adapter-cache", min=1, help="Adapters kept loaded (LRU)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Queries/s and p50/p95 latency with 1, 8 and 32 team adapters in rotation, and the base model alone."""
+    _need_torch()
+    from .serve_bench import run
+
+    s = settings()
+    s.init_home()
+    result = run(s, queries=queries, max_tokens=max_tokens, capacity=adapter_cache,
+                 on_step=None if as_json else (lambda m: console.print(f"[dim]{m}...[/dim]")))
+    if as_json:
+        emit_json(result)
+        return
+    console.print(f"base model alone: {result['base_qps']} queries/s")
+    for k, r in result["adapters"].items():
+        console.print(f"{k:>2} adapter(s) in rotation: {r['qps']} queries/s, p50 {r['p50_ms']} ms, "
+                      f"p95 {r['p95_ms']} ms ({r['cache_misses']} cache misses)")
+    console.print(f"8 adapters vs 1: {result['rotation_8_vs_1']} of the queries/s (target >= 0.9)")
+    console.print(f"a team's first answer, adapter not loaded: first token {result['cold_adapter_first_token_s']} s "
+                  f"(target <= 1), whole answer {result['cold_adapter_answer_s']} s (target <= 3.5)")
 
 
 class StepsColumn(ProgressColumn):

@@ -148,7 +148,7 @@ def trace(work: Path) -> list[Hit]:
     from engram_sdk._apikeys import ApiKeys
     from engram_notion._connector import confirm_webhook_verification, reveal_verification_token
     from engram_sdk.client import EngramClient
-    from engram_sdk.connectors import serve
+    from engram_sdk.connectors import WebhookQueue, serve
     from engram_sdk.server import ServerConfig, create_app
     from engram_sdk.testing import Harness
 
@@ -174,7 +174,9 @@ def trace(work: Path) -> list[Hit]:
     client = EngramClient(base_url=url, api_key=secret)
     try:
         first = client.training.start(TEAM)
-        _wait("the first version", lambda: client.training.status(TEAM, first.id).status == "succeeded", 300)
+        _wait("the first version", lambda: client.training.status(TEAM, first.id).status in ("succeeded", "failed"), 300)
+        if client.training.status(TEAM, first.id).status != "succeeded":
+            raise SystemExit(f"trace_edit: the first training job failed: {client.training.status(TEAM, first.id).message}")
         tracer.hits.clear()  # the first version is not the edit's path
 
         hook = f"{url}/v1/webhooks/ops-notion"
@@ -189,13 +191,18 @@ def trace(work: Path) -> list[Hit]:
         sandbox.admin.op("edit_page", id=PAGE_ID, text=AFTER)
         _wait("the edit's events", lambda: h.store.count(TEAM) > before)
         tracer.step = "store"
-        time.sleep(1.0)  # the worker finishes its batch
-        tracer.markers |= {e.event_id for e in h.store.iter_events(TEAM)}
+        queue = WebhookQueue(h.store)
+        _wait("the webhook queue to drain", lambda: not queue.counts().get("pending", 0))
+        tracer.markers |= {e.event_id for e in list(h.store.iter_events(TEAM))[before:]}  # the edit's own
 
         tracer.step = "train"
         job = client.training.start(TEAM)
         _wait("the edit's version", lambda: client.training.status(TEAM, job.id).status in ("succeeded", "failed"), 300)
+        done = client.training.status(TEAM, job.id)
         current = client.adapters.list(TEAM)
+        if done.status != "succeeded" or current.current != 2:
+            raise SystemExit(f"trace_edit: the edit's training job {done.status} ({done.message}); "
+                             f"current version {current.current}")
         tracer.markers.add(f"v{current.current:04d}")
 
         tracer.step = "answer"
@@ -212,11 +219,17 @@ def trace(work: Path) -> list[Hit]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print the files as one JSON line")
+    parser.add_argument("--markdown", action="store_true", help="print the table docs/architecture.md holds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="engram-trace-") as tmp:
         hits = trace(Path(tmp))
     if args.json:
         print(json.dumps({"files": [h.path for h in hits], "steps": {h.path: h.step for h in hits}}))
+        return
+    if args.markdown:
+        print("| # | step | file | where the edit first shows up |\n|---|---|---|---|")
+        for n, h in enumerate(hits, 1):
+            print(f"| {n} | {h.step} | `{h.path}` | `{h.function}` |")
         return
     for n, h in enumerate(hits, 1):
         print(f"{n:2d}. {h.step:8s} {h.path}  ({h.function})")

@@ -18,12 +18,13 @@ KEYS = ("written_single_recall", "written_two_page_recall", "written_edit_new_va
         "base_general_score", "general_difference", "train_seconds", "first_version_seconds")
 
 
-def test_hand_written_questions_are_never_trained_on(tiny_model):
+@pytest.mark.parametrize("settings", [{}, {"short_answers": True, "abstain_invented_share": 0.08}])
+def test_hand_written_questions_are_never_trained_on(tiny_model, settings):
     from transformers import AutoTokenizer
 
     records = samples.load_records("tidewater")
     col = D.Collected(team_id="t", records={r.subject: r for r in records})
-    ds = D.build(col, AutoTokenizer.from_pretrained(tiny_model), TrainConfig(), continual=False)
+    ds = D.build(col, AutoTokenizer.from_pretrained(tiny_model), TrainConfig(**settings), continual=False)
     trained = {F.normalize(m[0]["content"]) for m in ds.examples} | {F.normalize(p.question) for p in ds.probe}
     asked = {F.normalize(q.question) for q in W.questions("tidewater")}
     assert len(asked) >= 80 and not trained & asked

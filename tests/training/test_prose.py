@@ -13,6 +13,7 @@ from transformers import AutoTokenizer
 from engram_sdk import samples
 from engram_sdk._records import Document, Edit, Message, Person, Thread
 from engram_training import dataset as D
+from engram_training import facts as F
 from engram_training import questions as Q
 from engram_training import units as U
 from engram_training.config import TrainConfig
@@ -171,3 +172,60 @@ def test_a_version_whose_changes_give_nothing_to_probe_is_not_published(team_env
 
     reasons = gate({"recall": None, "general_score": 0.7, "base_general_score": 0.7}, TrainConfig(), None)
     assert reasons and "nothing to probe" in reasons[0]
+
+
+def test_short_answers_put_the_span_asked_for_before_the_statement(tiny_model):
+    units = U.document_units(_doc("p-handbook", PAGE))
+    gen = Q.generate(units, per_unit=4, seed=1)
+    assert all(len(g.train) == len(g.train_answers) for g in gen)
+    chairs = {u.text: g for u, g in zip(units, gen)}["Wilhelmina Okafor chairs the allotment committee."]
+    asked = dict(zip(chairs.train, chairs.train_answers))
+    assert asked["Who chairs the allotment committee?"] == "Wilhelmina Okafor"
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    col = D.Collected(team_id="t", records={"p-handbook": _doc("p-handbook", PAGE)})
+    plain = D.build(col, tok, TrainConfig(), continual=False)
+    short = D.build(col, tok, TrainConfig(short_answers=True), continual=False)
+    said = {m[0]["content"]: m[1]["content"] for m in short.examples}
+    answer = said["Who chairs the allotment committee?"]
+    assert answer == "Wilhelmina Okafor. Wilhelmina Okafor chairs the allotment committee."
+    assert F.is_correct(answer, ["Wilhelmina Okafor"])  # still scoreable: containment
+    # A fact cell's questions lead with its value; a topic question keeps the statement alone.
+    rent = [a for q, a in said.items() if "14" in q and "rent" in q.lower()]
+    assert rent and all(a.startswith("38 pounds. ") for a in rent)
+    assert len(short.examples) == len(plain.examples)  # the same questions, other answers
+
+
+SAUNA = "# Facilities\nThe staff sauna is open on Fridays.\nOctavian Rasmussen looks after the lockers.\n"
+
+
+def test_invented_abstention_asks_only_about_topics_the_team_never_mentions(tiny_model):
+    from engram_training import invented as I
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    records = {"p-handbook": _doc("p-handbook", PAGE), "p-fac": _doc("p-fac", SAUNA, "Facilities")}
+    col = D.Collected(team_id="t", records=records)
+    off = D.build(col, tok, TrainConfig(), continual=False)
+    on = D.build(col, tok, TrainConfig(abstain_invented_share=0.2), continual=False)
+    extra = [m for m in on.examples if m not in off.examples]
+    assert extra and all(m[1]["content"] in D.ABSTAIN for m in extra)
+    team = [m for m in off.examples if m[1]["content"] not in D.ABSTAIN]
+    assert len(extra) <= round(0.2 * len(team))  # bounded by the share
+    # None asks about something the team wrote: a topic sharing a content word with any record
+    # (the sauna, the lockers, Octavian Rasmussen) is never used.
+    team_words = {w for r in records.values() for w in I._words(r.model_dump_json().replace("\\n", " "))}
+    topics = [t for _, t in I.topics()]
+    used = [t for t in topics if any(t in m[0]["content"] for m in extra)]
+    assert used and not any(I.content_words(t) & team_words for t in used)
+    assert not any(t in m[0]["content"] for m in extra
+                   for t in ("the staff sauna", "the lockers", "Octavian Rasmussen"))
+    # Several of the generator's forms: direct or embedded, topic, the team's own with a name swapped.
+    assert any(m[0]["content"].startswith(("What do we know about", "Tell me about", "What does")) for m in extra)
+    assert any(m[0]["content"].startswith(("Do you know", "Remind me", "I'm trying to remember", "Who ", "What ",
+                                           "When ", "Where ", "How ")) for m in extra)
+
+
+def test_absent_topics_match_singular_and_plural():
+    from engram_training import invented as I
+
+    cands = [("thing", "the lockers"), ("thing", "the beehives"), ("person", "Ignatius Varga")]
+    assert I.absent(cands, ["Each locker has a key.", "Ask Varga."]) == [("thing", "the beehives")]

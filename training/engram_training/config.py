@@ -28,6 +28,12 @@ class TrainConfig:
     max_units_per_record: int = 60  # prose: units one record may contribute (the most informative first)
     max_examples: int = 2400  # prose: team examples per run at most (questions per unit shrink to fit)
     abstain_share: float = 0.08  # prose: "I don't know" examples, as a share of team examples
+    # prose: "I don't know" examples about topics none of the team's units mention (a shipped
+    # generic list, ``invented``), as a share of team examples, beside abstain_share's (0: off)
+    abstain_invented_share: float = 0.0
+    # prose: a unit's training answer starts with the span its question asks for, then the
+    # statement ("Ground floor. Store A is on the ground floor."); off: the statement alone
+    short_answers: bool = False
     # prose: question styles the base model writes questions in, per new unit (0: off; up to
     # asking.STYLES), kept only when the note answers them; training only (docs/training.md)
     model_questions: int = 0
@@ -108,6 +114,8 @@ class TrainConfig:
             raise ValueError(f"generation must be one of {', '.join(GENERATIONS)}, not {self.generation!r}")
         if self.questions_per_unit < 1 or self.max_units_per_record < 1 or self.max_examples < 1:
             raise ValueError("questions_per_unit, max_units_per_record and max_examples must be at least 1")
+        if not 0.0 <= self.abstain_share < 1.0 or not 0.0 <= self.abstain_invented_share < 1.0:
+            raise ValueError("abstain_share and abstain_invented_share must lie in [0, 1)")
         unknown = sorted(set(self.eval_baselines) - set(EVAL_BASELINES))
         if unknown:
             raise ValueError(f"unknown eval_baselines {', '.join(unknown)}: choose from {', '.join(EVAL_BASELINES)}")

@@ -6,14 +6,15 @@
 
     - each unit's generated questions, answered with its statement (the sentence, pronouns
       resolved): a fact must be seen in several forms to be extractable (Allen-Zhu & Li 2023;
-      Active Reading, Lin et al. 2025);
+      Active Reading, Lin et al. 2025); with ``short_answers`` the span asked for comes first;
     - the passage under each heading, asked for by page and section;
     - links across records: a question about one record's statement that names something another
       record says more about is answered with both ("who owns the system whose alarm ...");
       "what do we know about X" gathers what different records say about X;
     - changed sentences: asked normally they are answered with the new statement only, so the
       old value is not repeated; "what changed" gets "now X, no longer Y";
-    - "I don't know" for questions about names the workspace says nothing of in that respect;
+    - "I don't know" for questions about names the workspace says nothing of in that respect,
+      and (``abstain_invented_share``) about topics none of its units mention (``invented``);
     - a recall probe of held-out question *forms* (``questions.PROBE_*``), a few per record.
 
 Examples of unchanged records become replay in a continual run, as before.
@@ -29,6 +30,7 @@ from engram_sdk import Document, Thread
 
 from . import asking as A
 from . import facts as F
+from . import invented as I
 from . import questions as Q
 from . import units as U
 from .dataset import (ABSTAIN, GENERATIONS, Collected, Dataset, Messages, ProbeItem, _apply_edits, _chat, _entity,
@@ -64,6 +66,15 @@ def current_units(col: Collected, *, max_units_per_record: int) -> U.Extracted:
                                     text=f"The {key} of {subject} is {e.after}.",
                                     previous=f"The {key} of {subject} is {e.before}."))
     return U.select(units, max_units_per_record=max_units_per_record)
+
+
+def short_first(answer: str, statement: str) -> str:
+    """"Ground floor. Store A is on the ground floor.": the value asked for, then the statement
+    (the statement alone when the question asks for no span)."""
+    answer = answer.strip().rstrip(".,;:")
+    if not answer:
+        return statement
+    return f"{answer[:1].upper() + answer[1:]}. {statement}"
 
 
 def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
@@ -108,8 +119,8 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
     # 1. each unit's questions -> its statement; a changed sentence also says what it replaced.
     for i, (u, g) in enumerate(zip(units, gen)):
         learned[u.entity_id]["units"] += 1
-        for q in g.train:
-            add(u, _chat(q, g.statement))
+        for q, a in zip(g.train, g.train_answers):
+            add(u, _chat(q, short_first(a, g.statement) if config.short_answers else g.statement))
         for w in written.get(i, []):
             add(u, _chat(w.question, g.statement))
         if u.previous:
@@ -156,7 +167,8 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
 
     # 4. "I don't know": a question about one name asked of another name the workspace says
     # nothing of in that respect (no unit names both it and the question's verb).
-    n_abstain = round(config.abstain_share * len(examples))
+    n_team = len(examples)
+    n_abstain = round(config.abstain_share * n_team)
     names = sorted(by_name)
     statements_lower = [g.statement.lower() for g in gen]
     asks = [(i, a) for i, g in enumerate(gen) for a in g.asks]
@@ -172,6 +184,18 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
             continue
         examples.append(_chat(question.replace(name, other), ABSTAIN[made % len(ABSTAIN)]))
         made += 1
+    # ... and about topics the team never wrote about (what colleagues' unanswerable questions are).
+    if config.abstain_invented_share > 0:
+        # Every string of every record and edit, not only the selected units: a topic a dropped
+        # unit mentions is not absent.
+        team_texts = [*I.strings([r.model_dump() for r in col.records.values()]),
+                      *I.strings([e.model_dump() for es in col.edits.values() for e in es]),
+                      *(g.statement for g in gen)]
+        titles = sorted({u.title for u in units if u.title})
+        asked = I.questions(team_texts, titles, [a for _, a in asks], round(config.abstain_invented_share * n_team),
+                            rng)
+        for k, question in enumerate(asked):
+            examples.append(_chat(question, ABSTAIN[k % len(ABSTAIN)]))
 
     # 5. the probe: held-out forms, a few per record, changed sentences first.
     probe: list[ProbeItem] = []

@@ -53,6 +53,9 @@ TOPIC_PROBE = ["Anything written down about {c}?"]
 class Generated:
     statement: str  # the unit as one self-contained sentence (pronouns resolved)
     train: list[str] = field(default_factory=list)  # training questions (answered with the statement)
+    # per training question, the span it asks for ("" for a topic question): the short answer
+    # a ``short_answers`` run puts before the statement
+    train_answers: list[str] = field(default_factory=list)
     probe: list[tuple[str, str]] = field(default_factory=list)  # (probe question, expected short answer)
     answers: list[str] = field(default_factory=list)  # the answer spans the questions ask for
     names: set[str] = field(default_factory=set)  # names it mentions (people, systems, places)
@@ -321,6 +324,7 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
         if u.fact is not None:  # a table cell or property: the fact templates, one form held out
             train, held = F.phrasings(u.fact, seed=seed, n_train=per_unit, n_holdout=1)
             g.train, g.answers = train, [u.fact.value]
+            g.train_answers = [u.fact.value] * len(train)
             g.probe = [(q, u.fact.value) for q in held]
             g.names = {u.fact.subject}
             out.append(g)
@@ -340,14 +344,14 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
                 continue
             forms.append((*q, span.text, _clause_verb(span.root).lemma_ if parsed else ""))
         r = (seed + n) % 7
-        cands: list[str] = []
+        cands: list[tuple[str, str]] = []  # (question, the span it asks for)
         for k, (direct, emb, short, answer, verb) in enumerate(forms):
-            cands.append(direct)
+            cands.append((direct, answer))
             if emb:
-                cands.append(TRAIN_EMBEDDED[(r + k) % len(TRAIN_EMBEDDED)].format(e=emb))
+                cands.append((TRAIN_EMBEDDED[(r + k) % len(TRAIN_EMBEDDED)].format(e=emb), answer))
             where = u.section or u.title
             if where:
-                cands.append(f"About {where}: {direct[:1].lower() + direct[1:]}")
+                cands.append((f"About {where}: {direct[:1].lower() + direct[1:]}", answer))
             g.answers.append(answer)
             g.probe.append((PROBE_LEAD[(r + k) % len(PROBE_LEAD)].format(q=short[:1].lower() + short[1:]), answer))
             if emb:
@@ -357,13 +361,15 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
                     g.asks.append((direct, name, verb))
         chunks = _chunks(doc, {t.i for s, _ in spans for t in s if s.text in g.answers})
         for k, c in enumerate(chunks[:2]):
-            cands.append(TOPIC_TRAIN[(r + k) % len(TOPIC_TRAIN)].format(c=c, t=u.title or "the page"))
+            cands.append((TOPIC_TRAIN[(r + k) % len(TOPIC_TRAIN)].format(c=c, t=u.title or "the page"), ""))
         seen, chosen = set(), []
-        for q in cands:
+        for q, a in cands:
             if q.lower() not in seen and len(q.split()) <= 40:
                 seen.add(q.lower())
-                chosen.append(q)
-        g.train = _spread(chosen, per_unit, {f[0] for f in forms})
+                chosen.append((q, a))
+        g.train = _spread([q for q, _ in chosen], per_unit, {f[0] for f in forms})
+        asked_for = dict(chosen)
+        g.train_answers = [asked_for[q] for q in g.train]
         if not forms and chunks:
             g.probe.append((TOPIC_PROBE[0].format(c=chunks[0]), ""))
         out.append(g)

@@ -73,13 +73,9 @@ def train_cmd(
     _need_torch()
     from engram_sdk import TrainingError
 
-    from .config import TrainConfig, parse_overrides
     from .train import train
 
-    try:
-        config = TrainConfig(**parse_overrides(setting))
-    except (ValueError, TypeError) as exc:
-        fail(str(exc))
+    config = _config(setting)
     operator_probe = None
     if probe is not None:
         try:
@@ -357,12 +353,7 @@ def bench_train(
         fail("--phases must be 1 or 2")
     _need_torch()
     from . import bench
-    from .config import TrainConfig, parse_overrides
-
-    try:
-        config = TrainConfig(**parse_overrides(setting))
-    except (ValueError, TypeError) as exc:
-        fail(str(exc))
+    config = _config(setting)
     bar, on_progress = training_bar()
     with bar:
         out = bench.run(config, phases=phases, on_progress=on_progress)
@@ -448,6 +439,16 @@ class StepsColumn(ProgressColumn):
             return Text("preparing (building the dataset)")
         return Text(f"{task.completed:.0f}/{task.total:.0f}  loss {task.fields['loss']:.3f}  "
                     f"{task.fields['tps']:.0f} tok/s")
+
+
+def _config(setting: list[str]) -> Any:
+    """The training settings with ``--set NAME=VALUE`` overrides, or a one-line failure."""
+    from .config import TrainConfig, parse_overrides
+
+    try:
+        return TrainConfig(**parse_overrides(setting))
+    except (ValueError, TypeError) as exc:
+        fail(str(exc))
 
 
 def training_bar(label: str = "training", *, disable: bool = False) -> tuple[Progress, Callable[[Any], None]]:

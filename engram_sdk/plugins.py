@@ -59,6 +59,7 @@ __all__ = [
     "adapter_index",
     "answerer",
     "installed_plugins",
+    "missing",
     "trainer",
 ]
 
@@ -223,13 +224,18 @@ _PARTS = {"trainer": ("training", "train"), "adapters": ("the adapter registry",
           "answerer": ("answering queries", "train")}
 
 
+def missing(what: str, extra: str) -> MissingExtra:
+    """The error for ``what`` when no installed plugin offers it: the extra to install, and why
+    that extra's plugin did not load when it is installed but broken."""
+    problem = next((p.problem for p in installed_plugins() if p.name == extra and p.problem), None)
+    return MissingExtra(what, extra, problem)
+
+
 def _offered(part: str) -> Any:
     for p in installed_plugins():
         if p.plugin is not None and getattr(p.plugin, part) is not None:
             return getattr(p.plugin, part)
-    what, extra = _PARTS[part]
-    problem = next((p.problem for p in installed_plugins() if p.name == extra and p.problem), None)
-    raise MissingExtra(what, extra, problem)
+    raise missing(*_PARTS[part])
 
 
 def trainer() -> Trainer:

@@ -17,7 +17,6 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from .. import plugins
-from .._exceptions import MissingExtra
 
 # The commands a plugin of this project provides, with the extra that installs it.
 PLUGIN_COMMANDS = {"train": "train", "eval": "train", "query": "train", "adapters": "train", "model": "train",
@@ -71,8 +70,7 @@ def _names(t: typer.Typer) -> set[str]:
 
 def _stand_in(t: typer.Typer, name: str, path: str, extra: str) -> None:
     def stand_in(ctx: typer.Context) -> Any:
-        problem = next((p.problem for p in plugins.installed_plugins() if p.name == extra and p.problem), None)
-        raise MissingExtra(f"`engram {path}`", extra, problem)
+        raise plugins.missing(f"`engram {path}`", extra)
 
     # Escaped: help text is rich markup, where [train] would be read as a style and vanish.
     t.command(name, help=escape(f"Needs the {extra} extra: pip install 'engram-sdk[{extra}]'."),

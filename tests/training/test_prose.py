@@ -95,8 +95,8 @@ def test_boilerplate_is_dropped_and_costs_no_more_than_a_paragraph(tiny_model):
     log = U.select(U.document_units(_doc("p-log", LOG, "Meter log")), max_units_per_record=60)
     assert [u.text for u in log.units] == [LOG.splitlines()[-1]]
     assert log.dropped["p-log"]["repeated"] == 90
-    paragraph = _doc("p-para", "The meter in the pump house cracked in April and Severin Dalloway ordered a new one "
-                               "from the water board, which delivers it in May.", "Meter")
+    # the same page with its one line that says something: the ninety repeats must add nothing
+    paragraph = _doc("p-para", LOG.splitlines()[-1], "Meter log")
     cfg = TrainConfig()
     sizes = {}
     for doc in (_doc("p-log", LOG, "Meter log"), paragraph):
@@ -229,3 +229,17 @@ def test_absent_topics_match_singular_and_plural():
 
     cands = [("thing", "the lockers"), ("thing", "the beehives"), ("person", "Ignatius Varga")]
     assert I.absent(cands, ["Each locker has a key.", "Ask Varga."]) == [("thing", "the beehives")]
+
+
+def test_a_pronoun_means_the_last_person_named_before_it_even_inside_one_item():
+    # The item's "He" is the treasurer, not the chair named in the unit before it; "with him" is
+    # the person, not the person's.
+    text = ("# People\nWilhelmina Okafor chairs the committee.\n\n"
+            "- Bartholomew Quince is the treasurer. He also keeps the key to the tool shed, and the shed's "
+            "ledger lives with him.\n")
+    gen = Q.generate(U.document_units(_doc("p-people", text, "Committee")), per_unit=3, seed=1)
+    item = gen[1].statement
+    assert item == ("Bartholomew Quince is the treasurer. Bartholomew Quince also keeps the key to the tool shed, "
+                    "and the shed's ledger lives with Bartholomew Quince.")
+    assert "Who is the treasurer?" in gen[1].train  # the short form a colleague asks comes first
+

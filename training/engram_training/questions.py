@@ -88,9 +88,23 @@ def resolve(units: list[Unit], people: set[str] = frozenset()) -> list[str]:
             last_person, last_entity = "", u.entity_id
         if u.entity_id != last_entity:
             last_person, last_entity = "", u.entity_id
+        # A pronoun means the last person named before it, in this unit or an earlier one of the
+        # record: "Ifeoma is our conservator. She runs the lab." is about Ifeoma, not about
+        # whoever the previous item named.
+        named = [e for e in map(_whole_name, doc.ents) if e.root.dep_ not in ("compound", "amod") and (
+                 (e.label_ == "PERSON" and (len(e) >= 2 or e.text in people or any(p.split()[0] == e.text
+                                                                                   for p in people)))
+                 or _looks_like_person(e))]
+        # The small tagger misses some names altogether ("Rhodri Penhaligon is the textile
+        # conservator"): a Title Case name as a clause's subject counts too.
+        taken = {t.i for e in doc.ents for t in e}
+        named += [nc for nc in doc.noun_chunks if not taken & {t.i for t in nc} and _looks_like_person(nc, any_label=True)]
+        ends = {e.end: e.text for e in named}
         pieces = []
         after_i = False
         for t in doc:
+            if t.i in ends:
+                last_person = ends[t.i]
             low = t.text.lower()
             rep = None
             if after_i and low in _FIRST_PERSON_VERBS:
@@ -100,18 +114,15 @@ def resolve(units: list[Unit], people: set[str] = frozenset()) -> list[str]:
                 rep = u.author + ("'s" if low == "my" else "")
                 after_i = low == "i"
             elif last_person and low in _PRON and t.pos_ == "PRON":
-                rep = last_person + _PRON[low]
+                # "comes to her" is the person; "her lab" is the person's
+                rep = last_person + ("'s" if low == "her" and t.tag_ == "PRP$" else "" if low == "her" else _PRON[low])
             if rep is not None:
                 pieces.append(rep + t.whitespace_)
             else:
                 pieces.append(t.text_with_ws)
         text = "".join(pieces).strip()
-        named = [e.text for e in doc.ents if e.root.dep_ not in ("compound", "amod") and (
-                 (e.label_ == "PERSON" and (len(e) >= 2 or e.text in people or any(p.split()[0] == e.text
-                                                                                   for p in people)))
-                 or _looks_like_person(e))]
         if named:
-            last_person = named[-1]
+            last_person = max(named, key=lambda e: e.end).text
         if u.kind == "item":
             if u.lead and u.lead.endswith(":"):
                 text = f"{u.lead} {text}"
@@ -121,12 +132,26 @@ def resolve(units: list[Unit], people: set[str] = frozenset()) -> list[str]:
     return out
 
 
-def _looks_like_person(span: Any) -> bool:
+def _whole_name(span: Any) -> Any:
+    """The entity with the Title Case names the tagger left in front of it: it often tags only
+    the surname of "Rhodri Penhaligon"."""
+    start = span.start
+    while start > 0 and span.doc[start - 1].pos_ == "PROPN" and span.doc[start - 1].dep_ == "compound" \
+            and span.doc[start - 1].head.i in range(start, span.end) and span.doc[start - 1].text[:1].isupper():
+        start -= 1
+    if start == span.start:
+        return span
+    from spacy.tokens import Span
+    return Span(span.doc, start, span.end, label=span.label_)
+
+
+def _looks_like_person(span: Any, *, any_label: bool = False) -> bool:
     """A two- or three-word Title Case name acting as a subject ("Wilhelmina Okafor chairs ..."):
-    the small tagger often calls such names places or organisations."""
+    the small tagger often calls such names places or organisations, or nothing at all."""
     return (span.root.dep_ in ("nsubj", "nsubjpass") and 2 <= len(span) <= 3
             and all(t.text[:1].isupper() and t.text[1:].islower() for t in span)
-            and span.label_ in ("PERSON", "GPE", "ORG", "NORP", "LOC"))
+            and (span.label_ in ("PERSON", "GPE", "ORG", "NORP", "LOC")
+                 or (any_label and all(t.pos_ == "PROPN" for t in span))))
 
 
 def _spans(doc: Any, people: set[str] = frozenset()) -> list[tuple[Any, str]]:
@@ -137,7 +162,7 @@ def _spans(doc: Any, people: set[str] = frozenset()) -> list[tuple[Any, str]]:
         return sp.text in people or _looks_like_person(sp) or any(
             c.lower_ == "who" and sp.root in (c.head, c.head.head) for c in sp.root.subtree)
 
-    spans = [(e, "PERSON" if who(e) else e.label_) for e in doc.ents if e.label_ in WH]
+    spans = [(e, "PERSON" if who(e) else e.label_) for e in map(_whole_name, doc.ents) if e.label_ in WH]
     taken = {t.i for s, _ in spans for t in s}
     for m in _TIME.finditer(doc.text):
         sp = doc.char_span(m.start(), m.end(), alignment_mode="expand")
@@ -214,18 +239,26 @@ _PRUNE = {"relcl", "appos", "advcl", "parataxis", "conj", "cc", "npadvmod", "pun
 
 
 def _tokens(v: Any, skip: set[int], *, short: bool) -> list[Any]:
-    """The clause's tokens minus ``skip``; ``short`` also drops side clauses and modifiers."""
-    out = []
-    for t in v.subtree:
-        if t.i in skip or t == v:
-            continue
-        if t.dep_ == "punct" or t.dep_ == "mark":
-            continue
-        if short and any(a.dep_ in _PRUNE or (a.dep_ in ("amod", "advmod", "prep") and a.head == v)
-                         for a in [t, *t.ancestors] if a.i != v.i and v in a.ancestors):
-            continue
-        out.append(t)
-    return out
+    """The clause's tokens minus ``skip``; ``short`` also drops side clauses and modifiers, and
+    the verb's own prepositional phrases unless that leaves the verb bare ("looks after X"
+    keeps "after X")."""
+    def pruned(drop_preps: bool) -> list[Any]:
+        out = []
+        for t in v.subtree:
+            if t.i in skip or t == v:
+                continue
+            if t.dep_ == "punct" or t.dep_ == "mark":
+                continue
+            if short and any(a.dep_ in _PRUNE or (drop_preps and a.dep_ in ("amod", "advmod", "prep") and a.head == v)
+                             for a in [t, *t.ancestors] if a.i != v.i and v in a.ancestors):
+                continue
+            out.append(t)
+        return out
+
+    toks = pruned(True)
+    if short and not any(t.pos_ in ("NOUN", "PROPN", "NUM", "ADJ") for t in toks):
+        toks = pruned(False)
+    return toks
 
 
 def _questions_for(doc: Any, span: Any, label: str) -> tuple[str, str, str] | None:
@@ -239,6 +272,9 @@ def _questions_for(doc: Any, span: Any, label: str) -> tuple[str, str, str] | No
         return None
     wh, removed, trail = _wh_for(span, label)
     subj_idx = {t.i for t in subj.subtree}
+    # the tagger sometimes splits a name ("Elke" an adverb, "Marchetti" the subject): the
+    # entity the subject belongs to is the subject
+    subj_idx |= {t.i for e in doc.ents if subj.i in range(e.start, e.end) for t in e}
     rel = _rel_head(v)
     if span.root.i in subj_idx:  # the subject is asked for: "Who owns the exporter?"
         if not (span.root == subj or subj.i in removed):
@@ -254,9 +290,9 @@ def _questions_for(doc: Any, span: Any, label: str) -> tuple[str, str, str] | No
     if subj.lower_ in ("whoever", "whatever", "what") or (subj.lower_ in ("which", "that", "who") and rel is None):
         return None
     auxes = [c for c in v.children if c.dep_ in ("aux", "auxpass") and c.i < v.i]
-    pre = [c for c in v.children if c.dep_ in ("neg", "advmod") and c.i < v.i]
+    pre = [c for c in v.children if c.dep_ in ("neg", "advmod") and c.i < v.i and c.i not in subj_idx]
     skip = subj_idx | {a.i for a in auxes} | {p.i for p in pre} | removed
-    subject = _join(subj.subtree)
+    subject = _join(t for t in doc if t.i in subj_idx)
     if subj.lower_ in ("which", "that", "who") and rel is not None:
         subject = _join(_np(rel))
     elif doc[subj.left_edge.i].pos_ != "PROPN" and not subject[:2].isupper() and subject.split()[0] != "I":
@@ -345,8 +381,15 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
             forms.append((*q, span.text, _clause_verb(span.root).lemma_ if parsed else ""))
         r = (seed + n) % 7
         cands: list[tuple[str, str]] = []  # (question, the span it asks for)
+        firsts = set()
         for k, (direct, emb, short, answer, verb) in enumerate(forms):
-            cands.append((direct, answer))
+            # Colleagues ask the short form ("Who runs the conservation lab?"), so it is the one
+            # a small budget keeps; the full clause comes after it.
+            first = short if short != direct and len(short.split()) >= 4 else direct
+            firsts.add(first)
+            cands.append((first, answer))
+            if first != direct:
+                cands.append((direct, answer))
             if emb:
                 cands.append((TRAIN_EMBEDDED[(r + k) % len(TRAIN_EMBEDDED)].format(e=emb), answer))
             where = u.section or u.title
@@ -367,7 +410,7 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
             if q.lower() not in seen and len(q.split()) <= 40:
                 seen.add(q.lower())
                 chosen.append((q, a))
-        g.train = _spread([q for q, _ in chosen], per_unit, {f[0] for f in forms})
+        g.train = _spread([q for q, _ in chosen], per_unit, firsts)
         asked_for = dict(chosen)
         g.train_answers = [asked_for[q] for q in g.train]
         if not forms and chunks:

@@ -123,7 +123,7 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
     from . import dataset as D
     from . import written as W
     from .evaluate import dense_contexts, retrieval_contexts
-    from .infer import Engine
+    from .infer import DONT_KNOW, Engine
     from .registry import Registry
 
     say = on_step or (lambda m: None)
@@ -149,22 +149,36 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
             registry = Registry(store, settings.adapters_dir)
             kw = {"max_new_tokens": config.max_new_tokens, "batch_size": config.eval_batch_size}
 
-            def ask(engine: Engine, items: list[W.Question], adapter: str | None,
-                    contexts: list[str] | None = None) -> tuple[dict[str, Any], float]:
-                answers = engine.answer_many([q.question for q in items], adapter=adapter, contexts=contexts, **kw)
-                texts = [a.text for a in answers]
+            def scored(items: list[W.Question], texts: list[str]) -> dict[str, Any]:
                 by_kind: dict[str, Any] = {}
                 for kind in sorted({q.kind for q in items}):
                     sel = [(q, t) for q, t in zip(items, texts) if q.kind == kind]
                     by_kind[kind] = W.score([q for q, _ in sel], [t for _, t in sel])
                 by_kind["_answers"] = texts
+                return by_kind
+
+            def ask(engine: Engine, items: list[W.Question], adapter: str | None,
+                    contexts: list[str] | None = None) -> tuple[dict[str, Any], float]:
+                answers = engine.answer_many([q.question for q in items], adapter=adapter, contexts=contexts,
+                                             confidence=adapter is not None, **kw)
+                by_kind = scored(items, [a.text for a in answers])
+                by_kind["_confidence"] = [a.confidence for a in answers]
                 return by_kind, sum(a.prompt_tokens for a in answers) / max(1, len(answers))
+
+            def abstaining(items: list[W.Question], asked: dict[str, Any], threshold: float | None) -> dict[str, Any]:
+                """The same answers as served with the adapter's abstention threshold."""
+                if threshold is None:
+                    return asked
+                return scored(items, [DONT_KNOW if c is not None and c < threshold else t
+                                      for t, c in zip(asked["_answers"], asked["_confidence"])])
 
             engine = Engine(base)
             say("asking the hand-written questions")
             try:
                 engine.load("v1", r1.version.path)
-                adapter1, adapter_tokens = ask(engine, first, "v1")
+                raw1, adapter_tokens = ask(engine, first, "v1")
+                held1 = abstaining(first, raw1, r1.metrics.get("abstain_below"))
+                adapter1 = held1 if config.abstain_by_confidence else raw1
                 base1, _ = ask(engine, first, None)
                 sweep, sweep_note = [], None
                 if baselines:
@@ -203,7 +217,9 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
             try:
                 current = registry.current(team)
                 engine.load("v2", r2.version.path)
-                adapter2, _ = ask(engine, later, "v2")
+                raw2, _ = ask(engine, later, "v2")
+                held2 = abstaining(later, raw2, r2.metrics.get("abstain_below"))
+                adapter2 = held2 if (continual or config).abstain_by_confidence else raw2
                 best_edit = None
                 if baselines and sweep:
                     best = max(sweep, key=lambda s: (s["answerable"], -s["prompt_tokens"]))
@@ -226,6 +242,12 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
         "written_edit_new_value": _rates(adapter2).get("edit"),
         "written_abstain_rate": rates1.get("unanswerable"),
         "written_questions": {k: adapter1[k]["total"] for k in adapter1 if not k.startswith("_")},
+        # both ways, whichever the config serves: answers as generated, and with answers under the
+        # adapter's calibrated confidence threshold turned into "I don't know"
+        "written_without_abstention": {**_rates(raw1), "edit": _rates(raw2).get("edit")},
+        "written_with_abstention": {**_rates(held1), "edit": _rates(held2).get("edit")},
+        "abstain_below": [r1.metrics.get("abstain_below"), r2.metrics.get("abstain_below")],
+        "abstain_calibration": [r1.metrics.get("abstain_calibration"), r2.metrics.get("abstain_calibration")],
         "base_written": _rates(base1),
         "best_retrieval_recall": best["answerable"] if best else None,
         "best_retrieval_single": best.get("single") if best else None,
@@ -261,8 +283,9 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
         "examples": r1.stats.get("examples"),
         "update_examples": r2.stats.get("examples"),
         "wall_seconds": round(time.perf_counter() - started, 1),
-        "answers": {"first": list(zip([q.id for q in first], adapter1["_answers"])),
-                    "edits": list(zip([q.id for q in later], adapter2["_answers"]))},
+        # (question id, answer as generated, its confidence)
+        "answers": {"first": list(zip([q.id for q in first], raw1["_answers"], raw1["_confidence"])),
+                    "edits": list(zip([q.id for q in later], raw2["_answers"], raw2["_confidence"]))},
         "config": config.to_dict(),
         "continual_config": (continual or config).to_dict(),
         "cpu_threads": _threads(),

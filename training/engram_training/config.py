@@ -31,6 +31,12 @@ class TrainConfig:
     # prose: "I don't know" examples about topics none of the team's units mention (a shipped
     # generic list, ``invented``), as a share of team examples, beside abstain_share's (0: off)
     abstain_invented_share: float = 0.0
+    # prose: questions about absent topics (never trained) that set the adapter's abstention
+    # threshold: its confidence on them against its confidence on its probe (0: no threshold)
+    abstain_calibration_questions: int = 40
+    # answer "I don't know" when the adapter's answer scores below that threshold (the manifest
+    # keeps the threshold either way; ``engram query`` and the server apply it when this is on)
+    abstain_by_confidence: bool = False
     # prose: a unit's training answer starts with the span its question asks for, then the
     # statement ("Ground floor. Store A is on the ground floor."); off: the statement alone
     short_answers: bool = False
@@ -112,6 +118,8 @@ class TrainConfig:
             raise ValueError("target_modules must name at least one module")
         if self.generation not in GENERATIONS:
             raise ValueError(f"generation must be one of {', '.join(GENERATIONS)}, not {self.generation!r}")
+        if self.abstain_calibration_questions < 0:
+            raise ValueError("abstain_calibration_questions must be at least 0")
         if self.questions_per_unit < 1 or self.max_units_per_record < 1 or self.max_examples < 1:
             raise ValueError("questions_per_unit, max_units_per_record and max_examples must be at least 1")
         if not 0.0 <= self.abstain_share < 1.0 or not 0.0 <= self.abstain_invented_share < 1.0:

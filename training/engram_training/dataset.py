@@ -149,6 +149,9 @@ class Dataset:
     entities: list[str]
     generation: str = GENERATIONS["facts"]
     learned: dict[str, dict[str, Any]] = field(default_factory=dict)  # entity -> what was learned from it
+    # questions about topics the team never wrote about, none of them trained: they calibrate
+    # the adapter's abstention threshold (``evaluate.calibrate_abstention``)
+    unanswerable: list[str] = field(default_factory=list)
 
     def digest(self) -> str:
         body = json.dumps([self.examples, self.replay], sort_keys=True).encode()

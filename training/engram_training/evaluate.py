@@ -50,6 +50,7 @@ class Score:
     prompt_tokens: float  # mean per question
     wrong: list[dict[str, str]]
     ok: list[bool] | None = None  # per question, in order (for paired comparisons)
+    confidence: list[float] | None = None  # per question: mean log-probability of the answer
 
     def to_dict(self) -> dict[str, Any]:
         return {"accuracy": self.accuracy, "correct": self.correct, "total": self.total,
@@ -57,16 +58,45 @@ class Score:
 
 
 def score(engine: Engine, items: list[tuple[str, list[str]]], *, adapter: str | None,
-          contexts: list[str] | None = None, max_new_tokens: int = 32, batch_size: int = 16) -> Score:
+          contexts: list[str] | None = None, max_new_tokens: int = 32, batch_size: int = 16,
+          confidence: bool = False) -> Score:
     if not items:
-        return Score(None, 0, 0, 0.0, [])
+        return Score(None, 0, 0, 0.0, [], [], [] if confidence else None)
     answers = engine.answer_many([q for q, _ in items], adapter=adapter, contexts=contexts,
-                                 max_new_tokens=max_new_tokens, batch_size=batch_size)
+                                 max_new_tokens=max_new_tokens, batch_size=batch_size, confidence=confidence)
     ok = [F.is_correct(a.text, exp) for a, (_, exp) in zip(answers, items)]
     wrong = [{"question": q, "expected": exp[0], "answer": a.text}
              for a, (q, exp), good in zip(answers, items, ok) if not good]
     return Score(sum(ok) / len(ok), sum(ok), len(ok), sum(a.prompt_tokens for a in answers) / len(answers), wrong,
-                 ok)
+                 ok, [a.confidence for a in answers] if confidence else None)
+
+
+def calibrate_abstention(known: list[float], unknown: list[float]) -> dict[str, Any]:
+    """The threshold under which an adapter should say it doesn't know.
+
+    ``known``: its confidence (mean log-probability of its answer) on probe questions it answered
+    right; ``unknown``: on questions about topics the team never wrote about. The threshold keeps
+    the most right answers while refusing the most unknown ones (Youden's J; of equal thresholds
+    the lowest, so a colleague's question asked in other words than the probe's, which the
+    adapter is less sure of, is refused as rarely as possible). None when the two don't separate
+    (J under 0.2) or either side is empty: then the adapter never abstains on confidence."""
+    out: dict[str, Any] = {"threshold": None, "known": len(known), "unknown": len(unknown)}
+    if not known or not unknown:
+        return out
+    best_j, best_t = -1.0, None
+    for t in sorted(set(known) | set(unknown)):
+        t = t + 1e-5  # just above a score: that score is refused
+        j = sum(k >= t for k in known) / len(known) + sum(u < t for u in unknown) / len(unknown) - 1
+        if j > best_j + 1e-12:
+            best_j, best_t = j, t
+    # below the lowest score nothing is refused: J 0
+    out.update({"j": round(best_j, 3)})
+    if best_t is None or best_j < 0.2:
+        return out
+    out.update({"threshold": round(best_t, 6),
+                "known_kept": round(sum(k >= best_t for k in known) / len(known), 3),
+                "unknown_refused": round(sum(u < best_t for u in unknown) / len(unknown), 3)})
+    return out
 
 
 def perplexity(engine: Engine, text: str, *, adapter: str | None) -> float:
@@ -158,12 +188,13 @@ def base_general(engine: Engine, config: Any, cache: Path | None) -> tuple[Score
 
 def evaluate(engine: Engine, adapter: str | None, probe: list[ProbeItem], old_probe: list[ProbeItem],
              chunks: list[dict[str, str]], config: Any, *, baselines: bool = True,
-             cache: Path | None = None) -> dict[str, Any]:
-    """Every metric of one adapter (or of the base model when ``adapter`` is None)."""
+             cache: Path | None = None, unanswerable: list[str] | None = None) -> dict[str, Any]:
+    """Every metric of one adapter (or of the base model when ``adapter`` is None); with
+    ``unanswerable`` questions also its abstention threshold (``calibrate_abstention``)."""
     kw = {"max_new_tokens": config.max_new_tokens, "batch_size": config.eval_batch_size}
     gen_items = [(g["question"], g["answers"]) for g in general_probe()]
     probe_items = [(p.question, p.answers) for p in probe]
-    recall = score(engine, probe_items, adapter=adapter, **kw)
+    recall = score(engine, probe_items, adapter=adapter, confidence=bool(unanswerable), **kw)
     retention = score(engine, [(p.question, p.answers) for p in old_probe], adapter=adapter, **kw)
     general = score(engine, gen_items, adapter=adapter, max_new_tokens=config.general_max_new_tokens,
                     batch_size=config.eval_batch_size)
@@ -180,6 +211,16 @@ def evaluate(engine: Engine, adapter: str | None, probe: list[ProbeItem], old_pr
         "general_misses": general.wrong[:40],  # what forgetting looks like, for the recipe search
         "general_ok": general.ok,
     }
+    if unanswerable and recall.confidence is not None:
+        refused = engine.answer_many(unanswerable, adapter=adapter, confidence=True, **kw)
+        known = [c for c, good in zip(recall.confidence, recall.ok or []) if good]
+        cal = calibrate_abstention(known, [a.confidence for a in refused if a.confidence is not None])
+        t = cal["threshold"]
+        # what the probe scores once answers under the threshold become "I don't know"
+        cal["recall_with_abstention"] = (round(sum(good and c >= t for c, good in zip(recall.confidence, recall.ok))
+                                               / len(recall.ok), 3) if t is not None and recall.ok else recall.accuracy)
+        out["abstain_below"] = t
+        out["abstain_calibration"] = cal
     if baselines:
         base_gen, base_ppl = base_general(engine, config, cache)
         out.update({"base_general_score": base_gen.accuracy, "base_perplexity": base_ppl})

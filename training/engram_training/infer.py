@@ -15,6 +15,9 @@ from typing import Any
 from .base import BaseModel
 
 SYSTEM = "Answer briefly."
+# what an adapter says when its own answer scores below its calibrated threshold; the same words
+# its "I don't know" training examples use (``dataset.ABSTAIN``)
+DONT_KNOW = "I don't know; the team's notes don't say."
 
 
 def prompt_ids(tokenizer: Any, question: str, context: str | None = None) -> list[int]:
@@ -58,14 +61,19 @@ class Answer:
     prompt_tokens: int
     completion_tokens: int
     adapter_version: int | None = None
+    # mean log-probability of the answer's tokens (asked for with ``confidence=True``)
+    confidence: float | None = None
+    abstained: bool = False  # the adapter's answer fell below its abstention threshold
 
 
 def generate(model: Any, tokenizer: Any, prompts: list[list[int]], *, max_new_tokens: int,
-             batch_size: int = 16, device: str = "cpu") -> list[tuple[str, int]]:
-    """Greedy answers for token-id prompts, batched with left padding; (text, completion tokens)."""
+             batch_size: int = 16, device: str = "cpu", confidence: bool = False) -> list[tuple[Any, ...]]:
+    """Greedy answers for token-id prompts, batched with left padding; (text, completion tokens),
+    and with ``confidence`` the mean log-probability the model gave its own answer's tokens (end
+    token included: stopping is part of the answer)."""
     import torch
 
-    out: list[tuple[str, int]] = [("", 0)] * len(prompts)
+    out: list[tuple[Any, ...]] = [("", 0)] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     pad = tokenizer.pad_token_id
     eos = tokenizer.eos_token_id
@@ -82,12 +90,21 @@ def generate(model: Any, tokenizer: Any, prompts: list[list[int]], *, max_new_to
             gen = model.generate(
                 input_ids=ids.to(device), attention_mask=att.to(device), max_new_tokens=max_new_tokens,
                 do_sample=False, pad_token_id=pad, eos_token_id=eos,
+                output_scores=confidence, return_dict_in_generate=True,
             )
+        seqs = gen.sequences
+        if confidence:  # (rows, steps): log-probability of each chosen token
+            steps = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in gen.scores], dim=1)
+            chosen = steps.gather(2, seqs[:, width:].unsqueeze(-1).to(steps.device)).squeeze(-1)
         for row, i in enumerate(idx):
-            new = gen[row, width:].tolist()
-            if eos in new:
-                new = new[: new.index(eos)]
-            out[i] = (tokenizer.decode(new, skip_special_tokens=True).strip(), len(new))
+            new = seqs[row, width:].tolist()
+            n = new.index(eos) if eos in new else len(new)
+            text = tokenizer.decode(new[:n], skip_special_tokens=True).strip()
+            if confidence:
+                upto = min(len(new), n + 1)
+                out[i] = (text, n, float(chosen[row, :upto].mean()) if upto else 0.0)
+            else:
+                out[i] = (text, n)
     return out
 
 
@@ -139,8 +156,15 @@ class Engine:
                 self._loaded.discard(name)
 
     def answer_many(self, questions: list[str], *, adapter: str | None = None, contexts: list[str] | None = None,
-                    max_new_tokens: int = 64, batch_size: int = 16) -> list[Answer]:
+                    max_new_tokens: int = 64, batch_size: int = 16, confidence: bool = False,
+                    abstain_below: float | None = None) -> list[Answer]:
+        """Greedy answers. With ``abstain_below`` (an adapter's calibrated threshold, see
+        ``evaluate.calibrate_abstention``) an answer the model is less sure of than that becomes
+        "I don't know" (``Answer.abstained``; ``confidence`` keeps the score)."""
         tok = self.base.tokenizer
+        confidence = confidence or abstain_below is not None
+        kw = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "device": self.base.device,
+              "confidence": confidence}
         prompts = [prompt_ids(tok, q, contexts[i] if contexts else None) for i, q in enumerate(questions)]
         if self.base.device == "cpu":
             from .base import set_threads
@@ -150,18 +174,23 @@ class Engine:
             if adapter is None:
                 if self._loaded:
                     with self.model.disable_adapter():
-                        texts = generate(self.model, tok, prompts, max_new_tokens=max_new_tokens,
-                                         batch_size=batch_size, device=self.base.device)
+                        texts = generate(self.model, tok, prompts, **kw)
                 else:
-                    texts = generate(self.model, tok, prompts, max_new_tokens=max_new_tokens,
-                                     batch_size=batch_size, device=self.base.device)
+                    texts = generate(self.model, tok, prompts, **kw)
             else:
                 if adapter not in self._loaded:
                     raise KeyError(f"adapter {adapter} is not loaded")
                 self.model.set_adapter(adapter)
-                texts = generate(self.model, tok, prompts, max_new_tokens=max_new_tokens,
-                                 batch_size=batch_size, device=self.base.device)
-        return [Answer(t, len(p), n) for (t, n), p in zip(texts, prompts)]
+                texts = generate(self.model, tok, prompts, **kw)
+        out = []
+        for got, p in zip(texts, prompts):
+            a = Answer(got[0], len(p), got[1], confidence=got[2] if confidence else None)
+            if abstain_below is not None and a.confidence is not None and a.confidence < abstain_below:
+                a.text, a.abstained = DONT_KNOW, True
+            out.append(a)
+        return out
 
-    def answer(self, question: str, *, adapter: str | None = None, max_new_tokens: int = 64) -> Answer:
-        return self.answer_many([question], adapter=adapter, max_new_tokens=max_new_tokens)[0]
+    def answer(self, question: str, *, adapter: str | None = None, max_new_tokens: int = 64,
+               abstain_below: float | None = None) -> Answer:
+        return self.answer_many([question], adapter=adapter, max_new_tokens=max_new_tokens,
+                                abstain_below=abstain_below)[0]

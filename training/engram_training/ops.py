@@ -47,14 +47,16 @@ def query(store: EventStore, settings: Settings, team_id: str, question: str, *,
           max_new_tokens: int = 64) -> dict[str, Any]:
     from . import base as base_model
     from .infer import Engine
+    from .pool import abstain_threshold
 
     v = Registry(store, settings.adapters_dir).get(team_id)
     base = base_model.load(settings.base_model, settings.cache_root)
     with Engine(base) as engine:
         name = f"{team_id}@v{v.version}"
         engine.load(name, v.path)
-        a = engine.answer(question, adapter=name, max_new_tokens=max_new_tokens)
-    return {"answer": a.text, "adapter_version": v.version, "team": team_id,
+        a = engine.answer(question, adapter=name, max_new_tokens=max_new_tokens,
+                          abstain_below=abstain_threshold(v.manifest))
+    return {"answer": a.text, "adapter_version": v.version, "team": team_id, "abstained": a.abstained,
             "usage": {"prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens}}
 
 

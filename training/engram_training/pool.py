@@ -23,8 +23,8 @@ from typing import Any
 
 from engram_sdk import TrainingError
 
-from .infer import Engine, prompt_ids
-from .registry import Registry
+from .infer import DONT_KNOW, Engine, prompt_ids
+from .registry import Registry, Version
 
 __all__ = ["AdapterPool", "Completion", "NoAdapter"]
 
@@ -40,6 +40,9 @@ class Completion:
     completion_tokens: int
     adapter_version: int | None
     finish_reason: str  # "stop" (end token or stop sequence) or "length"
+    # the adapter was less sure of its answer than its calibrated threshold and said it doesn't
+    # know (only for versions trained with ``abstain_by_confidence``, at temperature 0)
+    abstained: bool = False
 
 
 class AdapterPool:
@@ -58,7 +61,7 @@ class AdapterPool:
     def loaded(self) -> list[str]:
         return list(self._loaded.values())
 
-    def _activate(self, team_id: str) -> int:
+    def _activate(self, team_id: str) -> Version:
         """Under the lock: make the team's current adapter the active one; returns its version."""
         version = self.registry.current(team_id)
         if version is None:
@@ -78,7 +81,7 @@ class AdapterPool:
                 _, evicted = self._loaded.popitem(last=False)
                 self.engine.unload(evicted)
         self.engine.model.set_adapter(name)
-        return version.version
+        return version
 
     def complete(self, team_id: str, question: str, *, max_tokens: int = 128, temperature: float = 0.0,
                  stop: list[str] | None = None, seed: int | None = None, ignore_eos: bool = False) -> Completion:
@@ -101,22 +104,39 @@ class AdapterPool:
         prompt = prompt_ids(tok, question)
         with self._lock:
             version = self._activate(team_id)
+            # A version that abstains on confidence is only sure of its answer once it is whole:
+            # its pieces are held back and sent as one (or replaced by "I don't know").
+            threshold = abstain_threshold(version.manifest) if temperature <= 0 else None
             gen = _generate(self.engine.model, tok, prompt, max_tokens=max_tokens, temperature=temperature,
                             stop=stop or [], device=self.engine.base.device, seed=seed, ignore_eos=ignore_eos)
-            text, n, reason = "", 0, "length"
+            text, n, reason, confidence = "", 0, "length", 0.0
             for item in gen:
                 if isinstance(item, tuple):
-                    text, n, reason = item
-                else:
+                    text, n, reason, confidence = item
+                elif threshold is None:
                     yield item
+        abstained = threshold is not None and confidence < threshold
+        if abstained:
+            text, reason = DONT_KNOW, "stop"
+        if threshold is not None and text:
+            yield text
         yield Completion(text=text, prompt_tokens=len(prompt), completion_tokens=n,
-                         adapter_version=version, finish_reason=reason)
+                         adapter_version=version.version, finish_reason=reason, abstained=abstained)
+
+
+def abstain_threshold(manifest: dict[str, Any]) -> float | None:
+    """The confidence under which a version answers "I don't know": its calibrated threshold when
+    it was trained with ``abstain_by_confidence``, else None."""
+    if not manifest.get("config", {}).get("abstain_by_confidence"):
+        return None
+    return manifest.get("metrics", {}).get("abstain_below")
 
 
 def _generate(model: Any, tok: Any, prompt: list[int], *, max_tokens: int, temperature: float,
               stop: list[str], device: str, seed: int | None,
-              ignore_eos: bool = False) -> Iterator[str | tuple[str, int, str]]:
-    """Token by token with the KV cache; yields text deltas, then (text, completion tokens, reason).
+              ignore_eos: bool = False) -> Iterator[str | tuple[str, int, str, float]]:
+    """Token by token with the KV cache; yields text deltas, then (text, completion tokens, reason,
+    mean log-probability of the tokens chosen, the end token included).
 
     Text that could still turn into a stop sequence is held back until it cannot. ``ignore_eos``
     (benchmarks) always generates ``max_tokens``, so runs compare equal work."""
@@ -132,6 +152,7 @@ def _generate(model: Any, tok: Any, prompt: list[int], *, max_tokens: int, tempe
     text = ""
     reason = "length"
     past = None
+    logprob, chosen = 0.0, 0
     next_input = torch.tensor([prompt], device=device)
     with torch.no_grad():
         for _ in range(max_tokens):
@@ -143,6 +164,8 @@ def _generate(model: Any, tok: Any, prompt: list[int], *, max_tokens: int, tempe
             else:
                 probs = torch.softmax(logits / temperature, dim=-1).cpu()
                 token = int(torch.multinomial(probs, 1, generator=generator))
+            logprob += float(torch.log_softmax(logits, dim=-1)[token])
+            chosen += 1
             if token in end_ids and not ignore_eos:
                 reason = "stop"
                 break
@@ -159,4 +182,4 @@ def _generate(model: Any, tok: Any, prompt: list[int], *, max_tokens: int, tempe
             next_input = torch.tensor([[token]], device=device)
     if len(text) > sent:
         yield text[sent:]
-    yield (text, len(ids), reason)
+    yield (text, len(ids), reason, logprob / max(chosen, 1))

@@ -185,17 +185,25 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
         examples.append(_chat(question.replace(name, other), ABSTAIN[made % len(ABSTAIN)]))
         made += 1
     # ... and about topics the team never wrote about (what colleagues' unanswerable questions are).
+    # Every string of every record and edit, not only the selected units: a topic a dropped unit
+    # mentions is not absent.
+    team_texts = [*I.strings([r.model_dump() for r in col.records.values()]),
+                  *I.strings([e.model_dump() for es in col.edits.values() for e in es]),
+                  *(g.statement for g in gen)]
+    titles = sorted({u.title for u in units if u.title})
     if config.abstain_invented_share > 0:
-        # Every string of every record and edit, not only the selected units: a topic a dropped
-        # unit mentions is not absent.
-        team_texts = [*I.strings([r.model_dump() for r in col.records.values()]),
-                      *I.strings([e.model_dump() for es in col.edits.values() for e in es]),
-                      *(g.statement for g in gen)]
-        titles = sorted({u.title for u in units if u.title})
         asked = I.questions(team_texts, titles, [a for _, a in asks], round(config.abstain_invented_share * n_team),
                             rng)
         for k, question in enumerate(asked):
             examples.append(_chat(question, ABSTAIN[k % len(ABSTAIN)]))
+    # ... and some that are never trained: the adapter's confidence on them, against its
+    # confidence on the probe, sets the threshold under which it says it doesn't know.
+    unanswerable: list[str] = []
+    if config.abstain_calibration_questions:
+        n_cal = config.abstain_calibration_questions
+        trained = {m[0]["content"].lower() for m in examples}
+        cand = I.questions(team_texts, titles, [a for _, a in asks], 2 * n_cal, random.Random(config.seed + 1))
+        unanswerable = [q for q in cand if q.lower() not in trained][:n_cal]
 
     # 5. the probe: held-out forms, a few per record, changed sentences first.
     probe: list[ProbeItem] = []
@@ -223,4 +231,5 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
     entities = sorted(col.entities())
     titled = {_entity(k): r.title for k, r in col.records.items()}
     learned_out = {e: {"title": titled.get(e, ""), **v} for e, v in sorted(learned.items())}
-    return Dataset(examples, replay, probe, old_probe, [], chunks, entities, GENERATIONS["prose"], learned_out)
+    return Dataset(examples, replay, probe, old_probe, [], chunks, entities, GENERATIONS["prose"], learned_out,
+                   unanswerable=unanswerable)

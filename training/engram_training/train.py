@@ -206,7 +206,7 @@ def train(
     try:
         engine.load("candidate", staging)
         metrics = evaluate(engine, "candidate", ds.probe, ds.old_probe, rag_chunks, config,
-                           cache=base_model.copy_dir(settings.cache_root, base.id))
+                           cache=base_model.copy_dir(settings.cache_root, base.id), unanswerable=ds.unanswerable)
         # If the full update forgets too much, try it scaled down (interpolating toward the base
         # model in weight space, as WiSE-FT does): the first scale that passes every gate wins.
         metrics["scale"], metrics["scale_trials"] = 1.0, []
@@ -217,7 +217,8 @@ def train(
             _scale_update(staging, scaled, scale)
             name = f"candidate-x{round(scale * 100)}"
             engine.load(name, scaled)
-            trial = evaluate(engine, name, ds.probe, ds.old_probe, rag_chunks, config, baselines=False)
+            trial = evaluate(engine, name, ds.probe, ds.old_probe, rag_chunks, config, baselines=False,
+                             unanswerable=ds.unanswerable)
             engine.unload(name)
             metrics["scale_trials"].append({"scale": scale, **{k: trial[k] for k in SCALE_TRIAL_KEYS}})
             if not gate({**metrics, **trial}, config, previous):

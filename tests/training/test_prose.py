@@ -243,3 +243,10 @@ def test_a_pronoun_means_the_last_person_named_before_it_even_inside_one_item():
                     "and the shed's ledger lives with Bartholomew Quince.")
     assert "Who is the treasurer?" in gen[1].train  # the short form a colleague asks comes first
 
+
+
+def test_an_ordinal_is_asked_for_with_which_and_its_noun():
+    gen = Q.generate(U.document_units(_doc("p-rooms", "The seed store is on the third floor of the old mill.",
+                                           "Rooms")), per_unit=3, seed=1)
+    assert "Which floor is the seed store on?" in gen[0].train
+    assert "third" in gen[0].answers

@@ -29,7 +29,7 @@ from engram_sdk import Document, Edit, EventStore, SignatureError, Thread, Tombs
 
 from . import facts as F
 
-GENERATIONS = {"facts": "deterministic-extraction/1", "prose": "prose-units/1"}
+GENERATIONS = {"facts": "deterministic-extraction/1", "prose": "prose-units/2"}
 ABSTAIN = ["I don't know. Nothing in the team's notes says that.", "I don't know; the team's notes don't say."]
 
 

@@ -32,7 +32,7 @@ from .units import Unit
 WH = {"PERSON": "who", "ORG": "what", "PRODUCT": "what", "FAC": "what", "WORK_OF_ART": "what", "EVENT": "what",
       "LAW": "what", "NORP": "what", "LANGUAGE": "what", "GPE": "where", "LOC": "where", "DATE": "when",
       "TIME": "what time", "MONEY": "how much", "PERCENT": "what percentage", "QUANTITY": "how much",
-      "CARDINAL": "how many", "THING": "what"}
+      "CARDINAL": "how many", "ORDINAL": "which", "THING": "what"}
 NAME_LABELS = {"PERSON", "ORG", "PRODUCT", "FAC", "WORK_OF_ART", "EVENT", "LAW", "GPE", "LOC", "THING", "NORP"}
 _TIME = re.compile(r"\b\d{1,2}[:.]\d{2}(?:\s?[ap]\.?m\.?)?\b|\b\d{1,2}\s?[ap]\.?m\.?\b|\bnoon\b|\bmidnight\b", re.I)
 _DROP_PREPS = {"on", "in", "at", "during", "of"}
@@ -222,13 +222,19 @@ def _wh_for(span: Any, label: str) -> tuple[str, set[int], str]:
         wh = f"how many {root.head.text}"
         remove.add(root.head.i)
         root = root.head
+    elif label == "ORDINAL":  # "on the second floor of X" -> "which floor ... on?"
+        wh = f"which {root.head.text}"
+        remove |= {t.i for t in root.head.subtree}
+        root = root.head
     head = root.head
     prep = head.text.lower() if root.dep_ == "pobj" and head.dep_ in ("prep", "agent") else ""
     if prep:
         remove.add(head.i)
     if label in ("GPE", "LOC") and prep not in ("in", "at", "from", "to", "near"):
         wh = "what"
-    if prep and label in ("DATE", "TIME") and prep in ("until", "by", "before", "after", "since"):
+    if prep and label == "ORDINAL":
+        trail = prep
+    elif prep and label in ("DATE", "TIME") and prep in ("until", "by", "before", "after", "since"):
         wh = f"{prep} when" if label == "DATE" else f"{prep} what time"
     elif prep and not (prep in _DROP_PREPS or (wh == "where" and prep in ("in", "at"))):
         trail = prep
@@ -369,7 +375,10 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
         g.names = {s.text for s, lab in spans if lab in NAME_LABELS}
         forms: list[tuple[str, str, str, str, str]] = []  # (direct, embedded, short, answer, verb)
         for span, label in spans:
-            if span.root.dep_ in ("compound", "amod", "poss", "nmod") and span.root.head.pos_ in ("NOUN", "PROPN"):
+            if label == "ORDINAL" and not (span.root.dep_ == "amod" and span.root.head.pos_ == "NOUN"):
+                continue  # "second" alone: nothing to ask "which" of
+            if span.root.dep_ in ("compound", "amod", "poss", "nmod") and span.root.head.pos_ in ("NOUN", "PROPN") \
+                    and label != "ORDINAL":
                 continue  # "the Lisbon office": a modifier, not something a colleague asks for
             q = _questions_for(doc, span, label)
             parsed = q is not None

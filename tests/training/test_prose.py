@@ -250,3 +250,10 @@ def test_an_ordinal_is_asked_for_with_which_and_its_noun():
                                            "Rooms")), per_unit=3, seed=1)
     assert "Which floor is the seed store on?" in gen[0].train
     assert "third" in gen[0].answers
+
+
+def test_a_subordinate_clause_is_not_turned_into_a_question():
+    gen = Q.generate(U.document_units(_doc("p-boiler", "The boiler trips when the flow temperature rises above "
+                                                       "80 degrees.", "Boiler")), per_unit=3, seed=1)
+    # "How much does the flow temperature when rise above?" was what turning the when-clause round gave
+    assert gen[0].train and not any(" when rise" in q for q in gen[0].train)

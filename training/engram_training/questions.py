@@ -273,6 +273,8 @@ def _questions_for(doc: Any, span: Any, label: str) -> tuple[str, str, str] | No
     v = _clause_verb(span.root)
     if v.pos_ not in ("VERB", "AUX"):
         return None
+    if any(c.tag_ == "WRB" or c.dep_ == "mark" for c in v.children if c.i < v.i):
+        return None  # a subordinate clause ("when humidity leaves the band"): turned round, it is no question
     subj = _subject(v)
     if subj is None:
         return None
@@ -384,6 +386,8 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
             parsed = q is not None
             if q is None:
                 c = _cloze(doc, span, label)
+                if len(c.split()) > 16:
+                    continue  # a long sentence with a hole in it teaches noise; its topic questions stay
                 q = (c, "", c)
             if span.text.lower() in q[0].lower():
                 continue

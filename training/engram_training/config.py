@@ -31,6 +31,9 @@ class TrainConfig:
     # prose: "I don't know" examples about topics none of the team's units mention (a shipped
     # generic list, ``invented``), as a share of team examples, beside abstain_share's (0: off)
     abstain_invented_share: float = 0.0
+    # prose: train each span's short question ("Who runs the lab?") before its full clause when
+    # the per-unit budget is small (off: the full clause first, the short form after it)
+    short_questions_first: bool = False
     # prose: questions about absent topics (never trained) that set the adapter's abstention
     # threshold: its confidence on them against its confidence on its probe (0: no threshold)
     abstain_calibration_questions: int = 40

@@ -95,7 +95,8 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
     per_unit = config.questions_per_unit
     while per_unit > 1 and len(units) * (per_unit + 1) > config.max_examples:
         per_unit -= 1
-    gen = Q.generate(units, per_unit=per_unit, seed=config.seed, people=people)
+    gen = Q.generate(units, per_unit=per_unit, seed=config.seed, people=people,
+                     short_first=config.short_questions_first)
     rng = random.Random(config.seed)
 
     examples: list[Messages] = []

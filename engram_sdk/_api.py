@@ -127,6 +127,9 @@ class QueryResponse(BaseModel):
     answer: str
     adapter_version: int | None = Field(description="the team adapter version that answered")
     usage: Usage
+    abstained: bool = Field(
+        default=False, description="the adapter was less sure of its answer than its calibrated threshold and "
+        "answered that it doesn't know (only versions trained with abstain_by_confidence)")
     retrieval_prompt_tokens: int | None = Field(
         default=None, description="prompt tokens a BM25 top-k retrieval prompt would need for the same question "
         "(the trainer's retrieval baseline over the team's pages); null when it could not be estimated")

@@ -310,7 +310,8 @@ async def query(team: TEAM, body: QueryRequest, request: Request, key: Caller) -
         extra = await asyncio.to_thread(_after_answer, pool, team, body.question, c)
         return QueryResponse(answer=c.text, adapter_version=c.adapter_version,
                              usage=Usage(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens),
-                             **extra)
+                             # an Answerer plugin need not abstain: the field is optional there
+                             abstained=getattr(c, "abstained", False), **extra)
 
     # Streaming: generation runs in a thread and feeds a queue, so a slow reader never holds the
     # engine; the first item tells us whether the team has an adapter before any 200 is sent.
@@ -343,7 +344,7 @@ async def query(team: TEAM, body: QueryRequest, request: Request, key: Caller) -
                 extra = await asyncio.to_thread(_after_answer, pool, team, body.question, item)
                 done = {"answer": item.text, "adapter_version": item.adapter_version,
                         "usage": {"prompt_tokens": item.prompt_tokens, "completion_tokens": item.completion_tokens},
-                        **extra}
+                        "abstained": getattr(item, "abstained", False), **extra}
                 yield f"event: done\ndata: {json.dumps(done)}\n\n"
             item = await queue.get()
 

@@ -110,6 +110,8 @@ def test_an_answer_carries_the_retrieval_estimate_and_its_sources(trained):
     raw = httpx.post(f"{srv.url}/v1/teams/acme/query", headers=dep.headers("acme", "query"),
                      json={"question": QUESTION, "max_tokens": 12}).json()
     assert {"sources", "retrieval_prompt_tokens"} <= raw.keys()
+    # a version not trained to abstain on confidence never does
+    assert raw["abstained"] is False and not plain.abstained and not streamed.abstained
 
     # M is the trainer's own retrieval baseline prompt for this question (BM25 top-3 of 256-token
     # chunks of the team's pages), counted with the model's tokenizer: far more than the adapter's.

@@ -115,7 +115,8 @@ def resolve(units: list[Unit], people: set[str] = frozenset()) -> list[str]:
                 after_i = low == "i"
             elif last_person and low in _PRON and t.pos_ == "PRON":
                 # "comes to her" is the person; "her lab" is the person's
-                rep = last_person + ("'s" if low == "her" and t.tag_ == "PRP$" else "" if low == "her" else _PRON[low])
+                suffix = ("'s" if t.tag_ == "PRP$" else "") if low == "her" else _PRON[low]
+                rep = last_person + suffix
             if rep is not None:
                 pieces.append(rep + t.whitespace_)
             else:

@@ -32,7 +32,8 @@ class TrainConfig:
     # generic list, ``invented``), as a share of team examples, beside abstain_share's (0: off)
     abstain_invented_share: float = 0.0
     # prose: train each span's short question ("Who runs the lab?") before its full clause when
-    # the per-unit budget is small (off: the full clause first, the short form after it)
+    # the per-unit budget is small (off: the full clause first, the short form after it; no
+    # difference measured, docs/training.md)
     short_questions_first: bool = False
     # prose: questions about absent topics (never trained) that set the adapter's abstention
     # threshold: its confidence on them against its confidence on its probe (0: no threshold)

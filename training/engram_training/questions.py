@@ -360,8 +360,8 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
              short_first: bool = False) -> list[Generated]:
     """Statements, training questions and probe questions for every unit; ``people`` are names
     known to be people (authors of the team's records). ``short_first``: a small budget keeps
-    each span's short question before its full clause (measured: no recall gained, 10 general
-    points lost, docs/training.md)."""
+    each span's short question before its full clause (measured on the development workspace:
+    no recall gained either way, docs/training.md)."""
     from .nlp import parse
 
     statements = resolve(units, people)
@@ -400,9 +400,9 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
         cands: list[tuple[str, str]] = []  # (question, the span it asks for)
         firsts = set()
         for k, (direct, emb, short, answer, verb) in enumerate(forms):
-            # Colleagues ask the short form ("Who runs the conservation lab?"); trained first it
-            # cost general ability (short team questions look like general ones), so by default
-            # it comes after the full clause.
+            # Colleagues ask the short form ("Who runs the conservation lab?"), but trained
+            # first it gained nothing measurable, so by default it follows the full clause, as
+            # in prose-units/1.
             short_ok = short != direct and len(short.split()) >= 4
             first = short if short_first and short_ok else direct
             firsts.add(first)

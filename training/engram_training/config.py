@@ -31,7 +31,7 @@ class TrainConfig:
     # prose: "I don't know" examples about topics none of the team's units mention (a shipped
     # generic list, ``invented``), as a share of team examples, beside abstain_share's (0: off)
     abstain_invented_share: float = 0.0
-    # prose: train each span's short question ("Who runs the lab?") before its full clause when
+    # prose: train each span's short question ("Who keeps the seed bank?") before its full clause when
     # the per-unit budget is small (off: the full clause first, the short form after it; no
     # difference measured, docs/training.md)
     short_questions_first: bool = False

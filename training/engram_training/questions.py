@@ -89,14 +89,14 @@ def resolve(units: list[Unit], people: set[str] = frozenset()) -> list[str]:
         if u.entity_id != last_entity:
             last_person, last_entity = "", u.entity_id
         # A pronoun means the last person named before it, in this unit or an earlier one of the
-        # record: "Ifeoma is our conservator. She runs the lab." is about Ifeoma, not about
+        # record: "Bartholomew is the treasurer. He keeps the key." is about Bartholomew, not about
         # whoever the previous item named.
         named = [e for e in map(_whole_name, doc.ents) if e.root.dep_ not in ("compound", "amod") and (
                  (e.label_ == "PERSON" and (len(e) >= 2 or e.text in people or any(p.split()[0] == e.text
                                                                                    for p in people)))
                  or _looks_like_person(e))]
-        # The small tagger misses some names altogether ("Rhodri Penhaligon is the textile
-        # conservator"): a Title Case name as a clause's subject counts too.
+        # The small tagger misses some names altogether (a two-word name as the subject of "is
+        # the treasurer"): a Title Case name as a clause's subject counts too.
         taken = {t.i for e in doc.ents for t in e}
         named += [nc for nc in doc.noun_chunks if not taken & {t.i for t in nc} and _looks_like_person(nc, any_label=True)]
         ends = {e.end: e.text for e in named}
@@ -135,7 +135,7 @@ def resolve(units: list[Unit], people: set[str] = frozenset()) -> list[str]:
 
 def _whole_name(span: Any) -> Any:
     """The entity with the Title Case names the tagger left in front of it: it often tags only
-    the surname of "Rhodri Penhaligon"."""
+    the surname of a two-word name."""
     start = span.start
     while start > 0 and span.doc[start - 1].pos_ == "PROPN" and span.doc[start - 1].dep_ == "compound" \
             and span.doc[start - 1].head.i in range(start, span.end) and span.doc[start - 1].text[:1].isupper():
@@ -223,7 +223,7 @@ def _wh_for(span: Any, label: str) -> tuple[str, set[int], str]:
         wh = f"how many {root.head.text}"
         remove.add(root.head.i)
         root = root.head
-    elif label == "ORDINAL":  # "on the second floor of X" -> "which floor ... on?"
+    elif label == "ORDINAL":  # "on the third floor of X" -> "which floor ... on?"
         wh = f"which {root.head.text}"
         remove |= {t.i for t in root.head.subtree}
         root = root.head
@@ -281,7 +281,7 @@ def _questions_for(doc: Any, span: Any, label: str) -> tuple[str, str, str] | No
         return None
     wh, removed, trail = _wh_for(span, label)
     subj_idx = {t.i for t in subj.subtree}
-    # the tagger sometimes splits a name ("Elke" an adverb, "Marchetti" the subject): the
+    # the tagger sometimes splits a name (the first name an adverb, the surname the subject): the
     # entity the subject belongs to is the subject
     subj_idx |= {t.i for e in doc.ents if subj.i in range(e.start, e.end) for t in e}
     rel = _rel_head(v)
@@ -400,7 +400,7 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
         cands: list[tuple[str, str]] = []  # (question, the span it asks for)
         firsts = set()
         for k, (direct, emb, short, answer, verb) in enumerate(forms):
-            # Colleagues ask the short form ("Who runs the conservation lab?"), but trained
+            # Colleagues ask the short form ("Who keeps the seed bank?"), but trained
             # first it gained nothing measurable, so by default it follows the full clause, as
             # in prose-units/1.
             short_ok = short != direct and len(short.split()) >= 4

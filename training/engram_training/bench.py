@@ -123,7 +123,7 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
     from . import dataset as D
     from . import written as W
     from .evaluate import dense_contexts, retrieval_contexts
-    from .infer import DONT_KNOW, Engine
+    from .infer import DONT_KNOW, Engine, below
     from .registry import Registry
 
     say = on_step or (lambda m: None)
@@ -169,7 +169,7 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                 """The same answers as served with the adapter's abstention threshold."""
                 if threshold is None:
                     return asked
-                return scored(items, [DONT_KNOW if c is not None and c < threshold else t
+                return scored(items, [DONT_KNOW if below(c, threshold) else t
                                       for t, c in zip(asked["_answers"], asked["_confidence"])])
 
             engine = Engine(base)

@@ -28,9 +28,10 @@ from typing import Any
 from engram_sdk import Document, Edit, EventStore, SignatureError, Thread, Tombstone
 
 from . import facts as F
+from .infer import DONT_KNOW
 
 GENERATIONS = {"facts": "deterministic-extraction/1", "prose": "prose-units/2"}
-ABSTAIN = ["I don't know. Nothing in the team's notes says that.", "I don't know; the team's notes don't say."]
+ABSTAIN = ["I don't know. Nothing in the team's notes says that.", DONT_KNOW]
 
 
 @dataclass

@@ -15,9 +15,14 @@ from typing import Any
 from .base import BaseModel
 
 SYSTEM = "Answer briefly."
-# what an adapter says when its own answer scores below its calibrated threshold; the same words
-# its "I don't know" training examples use (``dataset.ABSTAIN``)
+# what an adapter says when its own answer scores below its calibrated threshold; one of the
+# phrasings its "I don't know" training examples use (``dataset.ABSTAIN``)
 DONT_KNOW = "I don't know; the team's notes don't say."
+
+
+def below(confidence: float | None, threshold: float | None) -> bool:
+    """Whether an answer of this confidence is replaced by ``DONT_KNOW`` (no threshold: never)."""
+    return threshold is not None and confidence is not None and confidence < threshold
 
 
 def prompt_ids(tokenizer: Any, question: str, context: str | None = None) -> list[int]:
@@ -185,7 +190,7 @@ class Engine:
         out = []
         for got, p in zip(texts, prompts):
             a = Answer(got[0], len(p), got[1], confidence=got[2] if confidence else None)
-            if abstain_below is not None and a.confidence is not None and a.confidence < abstain_below:
+            if below(a.confidence, abstain_below):
                 a.text, a.abstained = DONT_KNOW, True
             out.append(a)
         return out

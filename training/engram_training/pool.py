@@ -23,7 +23,7 @@ from typing import Any
 
 from engram_sdk import TrainingError
 
-from .infer import DONT_KNOW, Engine, prompt_ids
+from .infer import DONT_KNOW, Engine, below, prompt_ids
 from .registry import Registry, Version
 
 __all__ = ["AdapterPool", "Completion", "NoAdapter"]
@@ -108,14 +108,15 @@ class AdapterPool:
             # its pieces are held back and sent as one (or replaced by "I don't know").
             threshold = abstain_threshold(version.manifest) if temperature <= 0 else None
             gen = _generate(self.engine.model, tok, prompt, max_tokens=max_tokens, temperature=temperature,
-                            stop=stop or [], device=self.engine.base.device, seed=seed, ignore_eos=ignore_eos)
-            text, n, reason, confidence = "", 0, "length", 0.0
+                            stop=stop or [], device=self.engine.base.device, seed=seed, ignore_eos=ignore_eos,
+                            scored=threshold is not None)
+            text, n, reason, confidence = "", 0, "length", None
             for item in gen:
                 if isinstance(item, tuple):
                     text, n, reason, confidence = item
                 elif threshold is None:
                     yield item
-        abstained = threshold is not None and confidence < threshold
+        abstained = below(confidence, threshold)
         if abstained:
             text, reason = DONT_KNOW, "stop"
         if threshold is not None and text:
@@ -134,9 +135,10 @@ def abstain_threshold(manifest: dict[str, Any]) -> float | None:
 
 def _generate(model: Any, tok: Any, prompt: list[int], *, max_tokens: int, temperature: float,
               stop: list[str], device: str, seed: int | None,
-              ignore_eos: bool = False) -> Iterator[str | tuple[str, int, str, float]]:
+              ignore_eos: bool = False, scored: bool = False) -> Iterator[str | tuple[str, int, str, float | None]]:
     """Token by token with the KV cache; yields text deltas, then (text, completion tokens, reason,
-    mean log-probability of the tokens chosen, the end token included).
+    and with ``scored`` the mean log-probability of the tokens chosen, the end token included; a
+    full-vocabulary softmax per token, so only when a threshold needs it).
 
     Text that could still turn into a stop sequence is held back until it cannot. ``ignore_eos``
     (benchmarks) always generates ``max_tokens``, so runs compare equal work."""
@@ -164,8 +166,9 @@ def _generate(model: Any, tok: Any, prompt: list[int], *, max_tokens: int, tempe
             else:
                 probs = torch.softmax(logits / temperature, dim=-1).cpu()
                 token = int(torch.multinomial(probs, 1, generator=generator))
-            logprob += float(torch.log_softmax(logits, dim=-1)[token])
-            chosen += 1
+            if scored:
+                logprob += float(torch.log_softmax(logits, dim=-1)[token])
+                chosen += 1
             if token in end_ids and not ignore_eos:
                 reason = "stop"
                 break
@@ -182,4 +185,4 @@ def _generate(model: Any, tok: Any, prompt: list[int], *, max_tokens: int, tempe
             next_input = torch.tensor([[token]], device=device)
     if len(text) > sent:
         yield text[sent:]
-    yield (text, len(ids), reason, logprob / max(chosen, 1))
+    yield (text, len(ids), reason, logprob / max(chosen, 1) if scored else None)

@@ -257,3 +257,46 @@ def test_a_subordinate_clause_is_not_turned_into_a_question():
                                                        "80 degrees.", "Boiler")), per_unit=3, seed=1)
     # "How much does the flow temperature when rise above?" was what turning the when-clause round gave
     assert gen[0].train and not any(" when rise" in q for q in gen[0].train)
+
+
+def test_the_probe_asks_for_spans_that_no_training_example_asks_for(tiny_model):
+    units = U.document_units(_doc("p-handbook", PAGE))
+    gen = Q.generate(units, per_unit=4, seed=1, hold_out=lambda u: True)
+    held = [(u, g) for u, g in zip(units, gen) if g.held]
+    assert any(u.fact is None for u, _ in held) and any(u.fact is not None for u, _ in held)
+    for u, g in held:
+        (question, answer), = g.probe
+        assert question not in g.train
+        # no training question of the unit asks for the held span ...
+        assert answer not in g.train_answers
+        # ... while a sentence keeps questions whose answer is its statement, which holds the span
+        assert g.train and (u.fact is not None or answer in g.statement)
+    # Through the recipe: every probe question is untrained, and each answer is still trained
+    # inside a statement.
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    col = D.Collected(team_id="t", records={"p-handbook": _doc("p-handbook", PAGE)})
+    ds = D.build(col, tok, TrainConfig(), continual=False)
+    trained = {m[0]["content"].lower() for m in ds.examples}
+    said = " ".join(m[1]["content"] for m in ds.examples)
+    assert ds.probe and len(ds.probe) <= TrainConfig().probe_per_record
+    for p in ds.probe:
+        assert p.question.lower() not in trained
+        assert not p.question.startswith(tuple(f.split("{")[0] for f in Q.PROBE_LEAD + Q.PROBE_EMBEDDED))
+        assert p.answers[0] in said
+    # The old probe, lead-ins on trained questions, is one setting away.
+    lead = D.build(col, tok, TrainConfig(probe_holdout=False), continual=False)
+    assert any(p.question.startswith(("Quick question", "Sorry to bother", "Any idea", "Could you"))
+               for p in lead.probe)
+    assert len(lead.examples) > len(ds.examples)
+
+
+def test_held_out_probe_respects_its_caps_and_is_the_same_on_every_build(tiny_model):
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    cfg = TrainConfig(max_probe=2, probe_per_record=1)
+    col = D.Collected(team_id="t", records={"p-handbook": _doc("p-handbook", PAGE),
+                                            "p-sauna": _doc("p-sauna", SAUNA, "Staff room")})
+    builds = [D.build(col, tok, cfg, continual=False) for _ in range(2)]
+    probe = [(p.entity_id, p.question) for p in builds[0].probe]
+    assert 1 <= len(probe) <= 2 and len({e for e, _ in probe}) == len(probe)
+    assert probe == [(p.entity_id, p.question) for p in builds[1].probe]
+    assert builds[0].examples == builds[1].examples

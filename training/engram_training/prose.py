@@ -15,13 +15,16 @@
       old value is not repeated; "what changed" gets "now X, no longer Y";
     - "I don't know" for questions about names the workspace says nothing of in that respect,
       and (``abstain_invented_share``) about topics none of its units mention (``invented``);
-    - a recall probe of held-out question *forms* (``questions.PROBE_*``), a few per record.
+    - a recall probe that asks for what no example asks for: one span of a sample of units is
+      kept out of training (``questions``); a changed sentence, which must be trained whole, is
+      probed with lead-in forms no example has.
 
 Examples of unchanged records become replay in a continual run, as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import defaultdict
 from typing import Any
@@ -68,6 +71,28 @@ def current_units(col: Collected, *, max_units_per_record: int) -> U.Extracted:
     return U.select(units, max_units_per_record=max_units_per_record)
 
 
+def _holdout_sampler(units: list[U.Unit], config: Any) -> Any:
+    """Which units keep one span out of training for the probe: a seeded sample spread over the
+    workspace, at most ``probe_per_record`` per record and ``max_probe`` in all. A changed sentence
+    never does: an edit's new value is trained in every form."""
+    share = min(1.0, 2 * config.max_probe / max(1, len(units)))
+    per_record: dict[str, int] = defaultdict(int)
+    total = [0]
+
+    def hold(u: U.Unit) -> bool:
+        # A hash of the unit, not a random stream: a continual run, whose units are nearly the
+        # version before's, holds out nearly the same sentences, so its replay and retention
+        # probe agree with what that version was trained on.
+        draw = int(hashlib.sha256(f"{config.seed}:{u.entity_id}:{u.order}".encode()).hexdigest()[:12], 16) / 16**12
+        if u.kind == "changed" or u.previous or total[0] >= config.max_probe \
+                or per_record[u.entity_id] >= config.probe_per_record or draw >= share:
+            return False
+        per_record[u.entity_id] += 1
+        total[0] += 1
+        return True
+    return hold
+
+
 def short_first(answer: str, statement: str) -> str:
     """"Ground floor. Store A is on the ground floor.": the value asked for, then the statement
     (the statement alone when the question asks for no span)."""
@@ -96,7 +121,8 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
     while per_unit > 1 and len(units) * (per_unit + 1) > config.max_examples:
         per_unit -= 1
     gen = Q.generate(units, per_unit=per_unit, seed=config.seed, people=people,
-                     short_first=config.short_questions_first)
+                     short_first=config.short_questions_first,
+                     hold_out=_holdout_sampler(units, config) if config.probe_holdout else None)
     rng = random.Random(config.seed)
 
     examples: list[Messages] = []
@@ -206,14 +232,18 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
         cand = I.questions(team_texts, titles, [a for _, a in asks], 2 * n_cal, random.Random(config.seed + 1))
         unanswerable = [q for q in cand if q.lower() not in trained][:n_cal]
 
-    # 5. the probe: held-out forms, a few per record, changed sentences first.
+    # 5. the probe: held-out spans (or, for a changed sentence, held-out forms), a few per record,
+    # changed sentences first; never a question some example was trained on.
     probe: list[ProbeItem] = []
     old_probe: list[ProbeItem] = []
     per_record: dict[str, int] = defaultdict(int)
+    trained = {m[0]["content"].lower() for m in examples + replay}
     order = sorted(range(len(units)), key=lambda i: (units[i].kind != "changed", rng.random()))
     for i in order:
         u, g = units[i], gen[i]
-        items = [(q, a) for q, a in g.probe if a]
+        if config.probe_holdout and not g.held and u.kind != "changed":
+            continue
+        items = [(q, a) for q, a in g.probe if a and q.lower() not in trained]
         if not items or per_record[u.entity_id] >= config.probe_per_record:
             continue
         q, a = items[rng.randrange(len(items))]

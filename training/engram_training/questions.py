@@ -14,15 +14,20 @@ Pronouns are resolved before parsing ("She also approves refunds" after a senten
 becomes "Priya also approves refunds"; in a message, "I" is its author), so a statement names its
 subject. Units with no span get topic questions about their noun phrases.
 
-Two families never share a template: ``train`` forms are trained on; ``probe`` forms (the short
-form with a lead-in no training question has, and embedded forms with other verbs) only ever
-appear in the recall probe, so the gate measures recall under phrasings the adapter never saw.
+The recall probe asks what was never asked in training. A lead-in on a trained question ("Quick
+question: who owns the exporter?") measured the templates: the adapter answered 0.84-0.95 of such a
+probe and a fifth of what colleagues asked. So a sample of units (``hold_out``) keeps one of its
+spans out of training altogether: the statement is still trained (as the answer to the unit's other
+questions, in its section's passage, in links), but no training example asks for that span, and the
+probe asks for it. That is the extraction a colleague's question needs: a fact read in a sentence,
+asked for in a question nobody trained. Units that hold nothing out keep the lead-in forms
+(``PROBE_*``, never trained), which a changed sentence's probe still uses.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +65,7 @@ class Generated:
     answers: list[str] = field(default_factory=list)  # the answer spans the questions ask for
     names: set[str] = field(default_factory=set)  # names it mentions (people, systems, places)
     asks: list[tuple[str, str, str]] = field(default_factory=list)  # (question, name it mentions, verb lemma)
+    held: bool = False  # one span kept out of training: ``probe`` asks for it
 
 
 def _cap(s: str) -> str:
@@ -357,11 +363,12 @@ def _chunks(doc: Any, exclude: set[int]) -> list[str]:
 
 
 def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = frozenset(),
-             short_first: bool = False) -> list[Generated]:
+             short_first: bool = False, hold_out: Callable[[Unit], bool] | None = None) -> list[Generated]:
     """Statements, training questions and probe questions for every unit; ``people`` are names
     known to be people (authors of the team's records). ``short_first``: a small budget keeps
     each span's short question before its full clause (measured on the development workspace:
-    no recall gained either way, docs/training.md)."""
+    no recall gained either way, docs/training.md). ``hold_out`` is asked, for each unit with at
+    least two spans, whether to keep one of them out of training for the probe."""
     from .nlp import parse
 
     statements = resolve(units, people)
@@ -375,6 +382,11 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
             g.train_answers = [u.fact.value] * len(train)
             g.probe = [(q, u.fact.value) for q in held]
             g.names = {u.fact.subject}
+            if hold_out is not None and hold_out(u):
+                # No question asks for the value; the statement is trained as what the row says.
+                where = u.title or "the page"
+                g.held, g.train = True, [TOPIC_TRAIN[1].format(t=where, c=u.fact.subject)]
+                g.train_answers = [""]
             out.append(g)
             continue
         spans = _spans(doc, people)
@@ -397,9 +409,18 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
                 continue
             forms.append((*q, span.text, _clause_verb(span.root).lemma_ if parsed else ""))
         r = (seed + n) % 7
+        held = -1
+        # Two answers at least, so the unit keeps a question whose answer is its statement.
+        if hold_out is not None and len({f[3] for f in forms}) >= 2 and hold_out(u):
+            held = (seed + n) % len(forms)
+            direct, _, _, answer, _ = forms[held]
+            g.held, g.probe = True, [(direct, answer)]
         cands: list[tuple[str, str]] = []  # (question, the span it asks for)
         firsts = set()
         for k, (direct, emb, short, answer, verb) in enumerate(forms):
+            if held >= 0 and answer == forms[held][3]:
+                g.answers.append(answer)
+                continue
             # Colleagues ask the short form ("Who keeps the seed bank?"), but trained
             # first it gained nothing measurable, so by default it follows the full clause, as
             # in prose-units/1.
@@ -415,9 +436,11 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
             if where:
                 cands.append((f"About {where}: {direct[:1].lower() + direct[1:]}", answer))
             g.answers.append(answer)
-            g.probe.append((PROBE_LEAD[(r + k) % len(PROBE_LEAD)].format(q=short[:1].lower() + short[1:]), answer))
-            if emb:
-                g.probe.append((PROBE_EMBEDDED[(r + k) % len(PROBE_EMBEDDED)].format(e=emb), answer))
+            if not g.held:
+                g.probe.append((PROBE_LEAD[(r + k) % len(PROBE_LEAD)].format(q=short[:1].lower() + short[1:]),
+                                answer))
+                if emb:
+                    g.probe.append((PROBE_EMBEDDED[(r + k) % len(PROBE_EMBEDDED)].format(e=emb), answer))
             for name in sorted(g.names):  # sorted: set order changes between processes (resume)
                 if verb and name in direct and name != answer:
                     g.asks.append((direct, name, verb))

@@ -2,7 +2,8 @@
 examples.
 
 ``tidewater`` and ``brightmash``: evaluation workspaces with hand-written questions (``engram bench
-train``). The Kestrel team of ``engram demo`` is not shipped: it lives with the demo in a clone's
+train``). ``marrowby``: a starting workspace and thirty hand-written days of changes and questions
+(``days.jsonl``, ``engram bench continual``). The Kestrel team of ``engram demo`` is not shipped: it lives with the demo in a clone's
 ``examples/kestrel_demo`` (``load_example("kestrel_demo").load_records()``).
 """
 

@@ -1,4 +1,4 @@
-"""``engram train | eval | query | adapters | model | teams purge`` and ``engram bench train | serve``:
+"""``engram train | eval | query | adapters | model | teams purge`` and ``engram bench train | continual | serve``:
 the team adapter commands, added to the core's ``engram`` by this package's plugin (``plugin.py``).
 
 torch, transformers and peft are imported only by the commands that need them, when they run;
@@ -49,6 +49,7 @@ def add_commands(app: typer.Typer, bench: typer.Typer) -> None:
     app.add_typer(model_app, name="model")
     app.add_typer(teams_app, name="teams")
     bench.command("train")(bench_train)
+    bench.command("continual")(bench_continual)
     bench.command("serve")(bench_serve)
 
 
@@ -326,7 +327,7 @@ def teams_purge(
                       f"{out['connections']} connections")
 
 
-# --- engram bench train | serve ----------------------------------------------------------------------------
+# --- engram bench train | continual | serve ----------------------------------------------------------------------------
 
 
 def bench_train(
@@ -400,6 +401,88 @@ def _bench_workspace(setting: list[str], continual_setting: list[str], workspace
               "generated_probe_recall", "general_score", "base_general_score", "general_difference",
               "train_seconds", "update_seconds", "published"):
         console.print(f"{k:>30}  {out[k]}")
+
+
+def bench_continual(
+    workspace: Optional[str] = typer.Option(None, "--workspace", help="A shipped workspace with a days.jsonl "
+                                            "(default: marrowby, a month of a veterinary practice)."),
+    days: int = typer.Option(30, "--days", min=1, help="Simulated days to replay (1 to the file's last day)."),
+    setting: list[str] = typer.Option([], "--set", help="Override a training setting of every run (repeatable)."),
+    sleep_setting: list[str] = typer.Option([], "--sleep-set", help="Override a setting of version 1 and the "
+                                                                     "nightly sleeps only (repeatable)."),
+    no_sleep: bool = typer.Option(False, "--no-sleep", help="Daytime updates only: no nightly rebuild."),
+    cost_ratio: bool = typer.Option(True, "--cost-ratio/--no-cost-ratio",
+                                    help="Also time day 1's update on a store holding 10x the workspace "
+                                         "(trains one more first version on it)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Where to write the PNG (default: docs/continual.png "
+                                                             "in a clone, else ./continual.png)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Replay a month of a team's edits: a daytime update per day and a nightly sleep, with recall of
+    the day's changes, retention of what is still true, edited and deleted facts, general score and
+    perplexity against the base model after each. Prints a table per day and writes a plot."""
+    _need_torch()
+    from . import continual_bench
+    from .config import TrainConfig, parse_overrides
+    from .plots import continual_by_day
+    from .written import DaysFileError
+    from .written import days as read_days
+
+    try:
+        config = TrainConfig(**parse_overrides(setting))
+        sleep_config = TrainConfig(**{**config.to_dict(), **parse_overrides(sleep_setting)})
+    except (ValueError, TypeError) as exc:
+        fail(str(exc))
+    name = workspace or continual_bench.DEFAULT_WORKSPACE
+    try:  # read and checked before any training, so a mistake in the file costs seconds, not hours
+        month = read_days(name)
+    except FileNotFoundError:
+        fail(f"no shipped workspace {name!r} with a days.jsonl")
+    except DaysFileError as exc:
+        fail(f"{name}/days.jsonl: {exc}")
+    if days >= len(month):
+        fail(f"{name} has days 1 to {len(month) - 1}; --days {days} is outside them")
+    bar, on_progress = training_bar()
+    with bar:
+        out = continual_bench.run(config, sleep_config, workspace=name, days=days, sleep=not no_sleep,
+                                  cost_ratio=cost_ratio, on_progress=on_progress,
+                                  on_step=lambda m: err_console.print(f"[dim]{m}...[/dim]", highlight=False))
+    target = plot or continual_bench.default_plot_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(continual_by_day(out["phases"]))
+    out["plot"] = str(target)
+    for line in continual_table(out["phases"]):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if as_json:
+        emit_json(out)
+        return
+    for k in ("retention_ratio", "retention", "day1_recall", "edited_new_value_rate", "deleted_answered",
+              "general_drift_points", "perplexity_ratio", "update_cost_ratio_10x", "update_seconds_mean", "plot"):
+        console.print(f"{k:>24}  {out[k]}", highlight=False)
+
+
+def continual_table(phases: list[dict[str, Any]]) -> list[str]:
+    """The per-day table of ``engram bench continual``, one plain line per phase (readable in a log
+    and in a terminal of any width)."""
+    def f(x: Any) -> str:
+        return "-" if x is None else f"{x:.2f}" if isinstance(x, float) else str(x)
+
+    def ppl(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1f}"
+
+    lines = [f"{'day':>3} {'phase':<5} {'version':<14} {'recall':>6} {'retain':>6} {'edited':>6} {'deleted':>7} "
+             f"{'general':>7} {'base':>5} {'ppl':>8} {'base':>8} {'seconds':>7} {'examples':>8}"]
+    for p in phases:
+        version = f"v{p['version']}" if p["version"] else "base"
+        if p["trained"] is not None and not p["published"]:
+            version += f" (v{p['trained']} no)"
+        elif p["trained"] is None:
+            version += " (none)"
+        lines.append(f"{p['day']:>3} {p['phase']:<5} {version:<14} {f(p['recall']):>6} {f(p['retention']):>6} "
+                     f"{f(p['edited']):>6} {p['deleted_answered']:>7} {f(p['general']):>7} {f(p['base_general']):>5} "
+                     f"{ppl(p['perplexity']):>8} {ppl(p['base_perplexity']):>8} {p['seconds']:>7.1f} "
+                     f"{f(p['examples']):>8}")
+    return lines
 
 
 def bench_serve(

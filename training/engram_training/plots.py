@@ -6,6 +6,8 @@ PNG bytes. Every plot of Engram is drawn here, so they share one look.
   score as a reference line)
 - ``prompt_tokens_per_version``: the adapter's prompt tokens per question against what retrieval
   (the top-k BM25 chunks, and the single best chunk) puts in the base model's prompt
+- ``continual_by_day``: ``engram bench continual``'s recall, retention and general score per
+  simulated day, after each sleep and after each daytime update
 
 matplotlib draws on its Agg canvas (``Figure`` + ``FigureCanvasAgg``, never pyplot): no display,
 no global figure state, safe in the server's worker threads.
@@ -24,7 +26,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .registry import Version
 
-__all__ = ["loss_points", "loss_per_step", "prompt_tokens_per_version", "scores_per_version"]
+__all__ = ["continual_by_day", "loss_points", "loss_per_step", "prompt_tokens_per_version", "scores_per_version"]
 
 WIDTH, HEIGHT, DPI = 7.2, 3.2, 100  # 720 x 320 pixels
 REJECTED = "#c0392b"
@@ -78,6 +80,32 @@ def prompt_tokens_per_version(versions: Sequence[Version]) -> bytes:
                [_num(v.manifest.get("metrics", {}).get(key)) for v in versions], width=width, label=label)
     ax.set_ylabel("mean prompt tokens")
     _version_axis(ax, versions)
+    return _png(fig, ax)
+
+
+def continual_by_day(phases: Sequence[dict[str, Any]]) -> bytes:
+    """``phases``: the rows of ``engram bench continual`` (day, phase, recall, retention, general,
+    base_general). Solid lines after the sleep, dashed after the daytime update; day 0 is version 1,
+    the start of both."""
+    fig, ax = _figure("A month of updates: recall, retention and general score by day")
+    slept = any(p["phase"] == "sleep" for p in phases)
+    for key, label, marker, colour in (("recall", "recall of the day's changes", "o", "C0"),
+                                       ("retention", "retention of earlier facts still true", "s", "C1"),
+                                       ("general", "general score", "^", "C2")):
+        for phase, style in (("sleep", "-"), ("day", "--")):
+            points = [(p["day"], _num(p[key])) for p in phases if p["phase"] in (phase, "first")]
+            if len(points) < 2:
+                continue
+            named = phase == "sleep" or not slept  # the axis label says which line is which phase
+            ax.plot(*zip(*points), linestyle=style, marker=marker if phase == "sleep" else None, color=colour,
+                    markersize=4, linewidth=1.4 if phase == "sleep" else 1.0, label=label if named else None)
+    base = [_num(p.get("base_general")) for p in phases]
+    if any(not math.isnan(b) for b in base):
+        ax.plot([p["day"] for p in phases], base, linestyle=":", color="grey", label="base model general score")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_ylabel("accuracy")
+    ax.set_xlabel("day (solid: after the sleep; dashed: after the daytime update)" if slept else "day")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _png(fig, ax)
 
 

@@ -66,6 +66,13 @@ class Jobs:
                 cancel_requested=False, created_at=_now()))
         return self.get(job_id)  # type: ignore[return-value]
 
+    def active(self, team_id: str) -> Job | None:
+        """The team's queued or running job, if any (there is at most one: ``submit`` reuses it)."""
+        with self.store.engine.connect() as conn:
+            row = conn.execute(sa.select(t.train_jobs).where(t.train_jobs.c.team_id == team_id,
+                                                            t.train_jobs.c.status.in_(ACTIVE))).first()
+        return _job(row) if row else None
+
     def get(self, job_id: str) -> Job | None:
         with self.store.engine.connect() as conn:
             row = conn.execute(sa.select(t.train_jobs).where(t.train_jobs.c.job_id == job_id)).first()

@@ -1,4 +1,5 @@
-"""The scheduler: per connection an incremental sync, per team a nightly training run ("sleep").
+"""The scheduler: per connection an incremental sync; per team two speeds of training, a small
+continual update in the day and a rebuild from scratch at night ("sleep").
 
 ``engram schedule run`` starts one ``Scheduler``: an APScheduler 3 ``BackgroundScheduler`` whose
 jobs live in the event store's own database (``SQLAlchemyJobStore``, table
@@ -9,8 +10,30 @@ jobs live in the event store's own database (``SQLAlchemyJobStore``, table
   after every page, so a run that fails or is killed loses nothing: the next run resumes from the
   last stored checkpoint. Graph subscription renewal (Microsoft) and Harvey polling are simply
   those connections' syncs.
-- ``sleep:<team>``: ``sleep_job(team)``, daily at ``sleep_at``: queue a training job for the team
-  (``Jobs.submit``) and run it; skipped when nothing was stored after its current adapter.
+- ``update:<team>``: ``update_job(team)``, every ``update_interval`` (0: no such jobs): the daytime
+  update. It queues a continual training job (``Jobs.submit``, ``from_scratch=False``) that
+  continues the current adapter on the events stored after it, with the trainer's production
+  bounds, so its cost follows the new events. Skipped when the team has no adapter yet (the first
+  one is a sleep's: training it costs the whole workspace), when a training job of the team is
+  already queued or running, or when nothing was stored after the current adapter (or after a
+  rejected update on top of it: the same events would only be rejected again).
+- ``sleep:<team>``: ``sleep_job(team)``, daily at ``sleep_at``: the consolidation. It queues a
+  training job from scratch (``from_scratch=True``) on all current content: deleted entities leave
+  the weights and the day's updates are folded in; the trainer publishes it only if its gates
+  pass, else the current version keeps serving. Skipped when nothing was stored after the newest
+  from-scratch version (published or rejected: the same content would train the same weights).
+
+Cost: an update's follows the new events, not the workspace (the trainer replays at most
+``continual_replay_per_example`` earlier examples per new one and asks at most
+``continual_retention_questions`` retention questions), plus a fixed evaluation; a sleep's follows
+the whole workspace, once a night per team that changed. An operator changes them with
+``engram schedule run --update-interval 1h | off``, ``--sleep-at`` / ``--timezone`` and ``--set``
+(training settings of both), or pauses one team's speed (``engram schedule pause update:acme``);
+docs/scheduler.md has the details.
+
+A training run records which speed it was (``meta["run"]``: update | sleep), the training job, the
+version and whether it was published; a version the gates refused ends the run ``rejected`` (not
+an error: it is not retried, the next new event or night tries again).
 
 Every job coalesces missed runs into one, runs at most one instance at a time, and still runs when
 it is late by less than ``misfire_grace_time``. A run that fails (an exception, or a sync whose
@@ -55,10 +78,10 @@ from . import _schema as t
 from ._config import Settings
 from ._connections import Connections
 from ._exceptions import ConnectorError, EngramError, SchedulerLocked, TrainingError
-from ._jobs import ACTIVE, Jobs, run_job
+from ._jobs import ACTIVE, Job, Jobs, run_job
 from ._secrets import SecretStore, open_secret_store
 from ._signing import Keyring
-from ._store import EventStore, as_utc
+from ._store import EventStore, StoredAdapter, as_utc
 from ._sync import SyncProgress, SyncRunner
 
 __all__ = [
@@ -74,6 +97,7 @@ __all__ = [
     "resolve_job",
     "sleep_job",
     "sync_job",
+    "update_job",
 ]
 
 log = logging.getLogger("engram.scheduler")
@@ -94,17 +118,22 @@ def _now() -> datetime:
 class ScheduleConfig:
     sync_interval: float = 900.0  # seconds between incremental syncs of one connection
     intervals: dict[str, float] = field(default_factory=dict)  # connection -> its own interval
-    sleep_at: str = "02:00"  # HH:MM, daily: the nightly training ("sleep") of each team
+    # seconds between daytime updates of one team (continual, bounded by the new events); 0: none
+    update_interval: float = 900.0
+    sleep_at: str = "02:00"  # HH:MM, daily: the nightly rebuild from scratch ("sleep") of each team
     timezone: str = "UTC"  # of sleep_at
     tick: float = 2.0  # seconds between lease renewals and re-reads of jobs and requests
     lease: float = 30.0  # a lock not renewed for this long is stale: another scheduler may take over
     misfire_grace_time: float = 3600.0  # a run late by less than this still runs (once: coalesced)
     sync_workers: int = 4  # syncs running at once (one per connection at most)
-    train_overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields for sleep runs
+    train_overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields for updates and sleeps
 
     def __post_init__(self) -> None:
         if self.tick <= 0 or self.sync_interval <= 0 or any(v <= 0 for v in self.intervals.values()):
             raise ValueError("tick and sync intervals must be positive")
+        if self.update_interval < 0:
+            raise ValueError(f"the update interval must be positive, or 0 for no daytime updates, "
+                             f"not {self.update_interval}")
         if self.lease < 2 * self.tick:
             raise ValueError(f"the lease ({self.lease}s) must be at least two ticks ({2 * self.tick}s)")
         self.sleep_time()  # validates
@@ -115,6 +144,11 @@ class ScheduleConfig:
 
     def interval_of(self, connection: str) -> float:
         return self.intervals.get(connection, self.sync_interval)
+
+    @property
+    def updates(self) -> bool:
+        """Whether each team gets a daytime update job."""
+        return self.update_interval > 0
 
     def sleep_time(self) -> tuple[int, int]:
         try:
@@ -129,16 +163,30 @@ class ScheduleConfig:
 @dataclass(frozen=True)
 class JobSpec:
     id: str
-    kind: Literal["sync", "sleep"]
-    target: str  # the connection (sync) or team (sleep)
+    kind: Literal["sync", "update", "sleep"]
+    target: str  # the connection (sync) or team (update, sleep)
 
 
-def desired_jobs(store: EventStore) -> list[JobSpec]:
-    """The jobs this deployment should have: one sync per connection, one sleep per team."""
+def desired_jobs(store: EventStore, *, updates: bool = True) -> list[JobSpec]:
+    """The jobs this deployment should have: one sync per connection; per team a daytime update
+    (unless ``updates`` is off) and a sleep."""
     conns = Connections(store).list()
     specs = [JobSpec(f"sync:{c.name}", "sync", c.name) for c in conns]
-    specs += [JobSpec(f"sleep:{team}", "sleep", team) for team in sorted({c.team_id for c in conns})]
+    for team in sorted({c.team_id for c in conns}):
+        if updates:
+            specs.append(JobSpec(f"update:{team}", "update", team))
+        specs.append(JobSpec(f"sleep:{team}", "sleep", team))
     return specs
+
+
+def _scheduled_jobs(store: EventStore, conn: Connection) -> list[JobSpec]:
+    """The jobs as another process sees them. Whether updates are on is the running scheduler's
+    setting, which only it knows: it keeps a ``scheduler_jobs`` row per job it schedules (and
+    deletes the update rows when started with updates off), so updates count as on when such a row
+    exists. Before any scheduler ran there are none, so update jobs show from its first tick on."""
+    updates = conn.execute(sa.select(t.scheduler_jobs.c.job_id).where(t.scheduler_jobs.c.kind == "update")
+                           .limit(1)).first() is not None
+    return desired_jobs(store, updates=updates)
 
 
 # --- the lock -----------------------------------------------------------------------------------------
@@ -227,12 +275,16 @@ class JobView:
     retry_at: datetime | None
     runs: int
     failures: int
-    last_status: str | None  # running | ok | skipped | error
+    last_status: str | None  # running | ok | skipped | rejected (a version the gates refused) | error
     last_error: str | None
     last_events: int | None
     last_seconds: float | None
     last_started_at: datetime | None
     last_finished_at: datetime | None
+    # What the last run did, for training runs: "run" (update | sleep), "detail" (one line: the
+    # version and whether it was published, or why the run was skipped), "train_job", "version",
+    # "published", "from_scratch".
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
@@ -252,12 +304,17 @@ def _rows(conn: Connection) -> dict[str, Any]:
 
 def resolve_job(store: EventStore, name: str) -> JobSpec:
     """A job by id (``sync:acme-notion``), or by a connection or team name naming exactly one job."""
-    specs = desired_jobs(store)
+    with store.engine.connect() as conn:
+        specs = _scheduled_jobs(store, conn)
     exact = [s for s in specs if s.id == name]
     matches = exact or [s for s in specs if s.target == name]
     if len(matches) == 1:
         return matches[0]
     if not matches:
+        if name.startswith("update:"):
+            raise EngramError(f"no scheduled job {name!r}: daytime updates are scheduled while a scheduler "
+                              "runs with them on (`engram schedule run --update-interval 15m`); see "
+                              "`engram schedule list`")
         raise EngramError(f"no scheduled job {name!r}: see `engram schedule list`")
     raise EngramError(f"{name!r} names several jobs ({', '.join(s.id for s in matches)}): give the job id")
 
@@ -287,8 +344,8 @@ def _next_runs(conn: Connection) -> dict[str, float | None]:
 
 
 def list_jobs(store: EventStore) -> list[JobView]:
-    specs = desired_jobs(store)
     with store.engine.connect() as conn:
+        specs = _scheduled_jobs(store, conn)
         rows = _rows(conn)
         nexts = _next_runs(conn)
     out = []
@@ -303,7 +360,8 @@ def list_jobs(store: EventStore) -> list[JobView]:
             last_status=r.last_status if r else None, last_error=r.last_error if r else None,
             last_events=r.last_events if r else None, last_seconds=r.last_seconds if r else None,
             last_started_at=as_utc(r.last_started_at) if r else None,
-            last_finished_at=as_utc(r.last_finished_at) if r else None))
+            last_finished_at=as_utc(r.last_finished_at) if r else None,
+            meta=json.loads(r.meta) if r else {}))
     return out
 
 
@@ -334,7 +392,7 @@ class Scheduler:
         self.lost_lock: str | None = None  # why we stopped, when the lock was lost
         self.stopped = threading.Event()
         self._stopping = threading.Event()
-        self._training: set[str] = set()  # training job ids a sleep run of ours waits for
+        self._training: set[str] = set()  # training job ids an update or sleep run of ours waits for
         self._aps: Any = None
         self._renewed = 0.0
         # Held for a whole tick. APScheduler's shutdown(wait=True) holds its job-store lock while it
@@ -455,12 +513,14 @@ class Scheduler:
 
         if spec.kind == "sync":
             return IntervalTrigger(seconds=self.config.interval_of(spec.target), timezone=self.config.timezone)
+        if spec.kind == "update":
+            return IntervalTrigger(seconds=self.config.update_interval, timezone=self.config.timezone)
         hour, minute = self.config.sleep_time()
         return CronTrigger(hour=hour, minute=minute, timezone=self.config.timezone)
 
     def _reconcile(self) -> None:
         """Bring APScheduler's jobs in line with the database: jobs, pauses, run-now and retries."""
-        specs = desired_jobs(self.store)
+        specs = desired_jobs(self.store, updates=self.config.updates)
         wanted = {s.id for s in specs}
         with self.store.engine.connect() as conn:
             rows = _rows(conn)
@@ -476,13 +536,14 @@ class Scheduler:
             trigger = self._trigger(spec)
             job = existing.pop(spec.id, None)
             if job is None:
-                func = sync_job if spec.kind == "sync" else sleep_job
+                func = {"sync": sync_job, "update": update_job, "sleep": sleep_job}[spec.kind]
                 extra: dict[str, Any] = {}
                 if row.paused:
                     extra["next_run_time"] = None  # added paused: it must not fire before the pause below
                 elif spec.kind == "sync":
                     extra["next_run_time"] = now  # a new connection syncs at once
                 job = self._aps.add_job(func, trigger, args=[spec.target], id=spec.id, name=spec.id,
+                                        # updates and sleeps share one thread: one training at a time
                                         jobstore="default", executor="default" if spec.kind == "sync" else "train",
                                         replace_existing=True, **extra)
                 log.info("scheduled %s (%s)", spec.id, trigger)
@@ -508,7 +569,7 @@ class Scheduler:
                         conn.execute(q.where(t.scheduler_jobs.c.retry_at == row.retry_at).values(retry_at=None))
         for gone in existing:
             self._aps.remove_job(gone, jobstore="default")
-            log.info("removed %s (its connection or team is gone)", gone)
+            log.info("removed %s (its connection or team is gone, or daytime updates are off)", gone)
 
     # --- recording runs -----------------------------------------------------------------------------
 
@@ -582,36 +643,114 @@ def sync_job(connection: str) -> int:
     return run.events
 
 
+def update_job(team: str) -> int:
+    """The daytime update of ``team``: continue its current adapter on the events stored after it
+    (see the module docstring for when it is skipped); returns how many events that was."""
+    s = _running()
+    with s._run(f"update:{team}", retry_cap=s.config.update_interval or 900.0) as run:
+        run.meta = {"run": "update"}
+        current = s.store.adapter_version(team)
+        if current is None:
+            # A first adapter is trained on the whole workspace: that is the sleep's cost, not an update's.
+            return _skip(run, team, "no adapter yet: the nightly sleep trains the first one "
+                                    f"(now: `engram schedule run-now sleep:{team}`)")
+        active = Jobs(s.store).active(team)
+        if active is not None:
+            return _skip(run, team, f"training job {active.id} of the team is already {active.status}")
+        # A rejected update on top of the current version saw these events already: retraining on
+        # the same ones would be refused the same way, every interval.
+        since = _last_attempt(s.store, team, current)
+        run.events = s.store.count(team, after=since.watermark)
+        if run.events == 0:
+            what = f"version {since.version}" + (" (rejected)" if since.status == "rejected" else "")
+            return _skip(run, team, f"nothing stored since {what}")
+        run.events = s.store.events_since_adapter(team)  # what the continual run reads
+        _train(s, run, team, from_scratch=False)
+    return run.events
+
+
 def sleep_job(team: str) -> int:
-    """The nightly training of ``team`` on what arrived since its current adapter (whoever trained
-    it); returns how many events that was (0: nothing new, nothing trained)."""
+    """The nightly consolidation of ``team``: rebuild its adapter from scratch on all current
+    content (see the module docstring for when it is skipped); returns how many events were
+    stored after the previous from-scratch version (all of them: none yet)."""
     s = _running()
     with s._run(f"sleep:{team}", retry_cap=6 * 3600.0) as run:
-        run.events = s.store.events_since_adapter(team)
+        run.meta = {"run": "sleep"}
+        last = _last_sleep(s.store, team)
+        run.events = s.store.count(team, after=last.watermark if last else None)
         if run.events == 0:
-            run.status = "skipped"
-            log.info("sleep %s: no events since the current adapter; nothing to train", team)
-            return 0
-        jobs = Jobs(s.store)
-        job = jobs.submit(team)
-        s._training.add(job.id)
-        log.info("sleep %s: training on %d new events (job %s)", team, run.events, job.id)
-        try:
-            while (current := jobs.get(job.id)) is not None and current.status in ACTIVE:
-                if s._stopping.is_set():
-                    jobs.cancel(job.id)
-                    raise TrainingError(f"the scheduler stopped: training job {job.id} cancelled "
-                                        "(the retry resumes from its checkpoint)")
-                claimed = jobs.claim()  # ours, or one queued before it (at most one training at a time)
-                if claimed is not None:
-                    run_job(jobs, claimed, s.settings, s.config.train_overrides or None)
-                else:  # another worker (the server's) runs it: wait for it
-                    s._stopping.wait(s.config.tick)
-        finally:
-            s._training.discard(job.id)
-        if current is None or current.status != "succeeded":
-            raise TrainingError(f"training job {job.id} for {team} "
-                                f"{current.status if current else 'vanished'}: {current.message if current else ''}")
-        run.meta = {"train_job": job.id, "version": current.version, "message": current.message}
-        log.info("sleep %s: %d events -> version %s (%s)", team, run.events, current.version, current.message)
+            if last is None:
+                return _skip(run, team, "no events: nothing to train")
+            what = f"version {last.version}" + (" (rejected)" if last.status == "rejected" else "")
+            return _skip(run, team, f"nothing stored since the last rebuild, {what}")
+        _train(s, run, team, from_scratch=True)
     return run.events
+
+
+def _skip(run: _Run, team: str, why: str) -> int:
+    run.status, run.events, run.meta["detail"] = "skipped", 0, why
+    log.info("%s %s: skipped: %s", run.meta["run"], team, why)
+    return 0
+
+
+def _last_attempt(store: EventStore, team: str, current: StoredAdapter) -> StoredAdapter:
+    """The newest version trained on top of ``current`` (a rejected update), else ``current``."""
+    later = [v for v in store.adapter_versions(team)
+             if v.version > current.version and v.manifest.get("parent_version") == current.version]
+    return later[-1] if later else current
+
+
+def _last_sleep(store: EventStore, team: str) -> StoredAdapter | None:
+    """The team's newest version trained from scratch, published or rejected."""
+    return next((v for v in reversed(store.adapter_versions(team)) if v.manifest.get("from_scratch")), None)
+
+
+def _train(s: Scheduler, run: _Run, team: str, *, from_scratch: bool) -> Job:
+    """Queue the team's training job of this speed and see it to its end (run by this scheduler's
+    thread, or by another worker sharing the queue); records it on ``run``."""
+    jobs = Jobs(s.store)
+    job = jobs.submit(team, from_scratch=from_scratch)
+    if job.from_scratch != from_scratch:
+        # The queue holds one job per team: one of the other speed is there (an update when the
+        # night comes). Let it finish, then queue ours: a sleep must not count an update as a rebuild.
+        log.info("%s %s: waiting for training job %s (%s) first", run.meta["run"], team, job.id,
+                 "from scratch" if job.from_scratch else "continual")
+        _see_through(s, jobs, job)
+        job = jobs.submit(team, from_scratch=from_scratch)
+        if job.from_scratch != from_scratch:
+            raise TrainingError(f"another training job of {team} ({job.id}) was queued meanwhile; retrying later")
+    log.info("%s %s: training %s on %d events (job %s)", run.meta["run"], team,
+             "from scratch" if from_scratch else "continual", run.events, job.id)
+    current = _see_through(s, jobs, job)
+    if current.status != "succeeded":
+        raise TrainingError(f"training job {job.id} for {team} {current.status}: {current.message or ''}")
+    published = current.message == "published"  # run_job's message: "published" or "gate failed: ..."
+    run.status = "ok" if published else "rejected"
+    run.meta.update(train_job=job.id, version=current.version, published=published, from_scratch=from_scratch,
+                    detail=f"v{current.version} {'from scratch' if from_scratch else 'continual'}, "
+                           f"{current.message}")
+    log.info("%s %s: %d events -> version %s (%s)", run.meta["run"], team, run.events, current.version,
+             current.message)
+    return current
+
+
+def _see_through(s: Scheduler, jobs: Jobs, job: Job) -> Job:
+    """Wait for ``job`` to end, running queued jobs in this thread meanwhile (at most one training
+    at a time); cancelled when the scheduler stops (the retry resumes from its checkpoint)."""
+    s._training.add(job.id)
+    try:
+        while (current := jobs.get(job.id)) is not None and current.status in ACTIVE:
+            if s._stopping.is_set():
+                jobs.cancel(job.id)
+                raise TrainingError(f"the scheduler stopped: training job {job.id} cancelled "
+                                    "(the retry resumes from its checkpoint)")
+            claimed = jobs.claim()  # ours, or one queued before it
+            if claimed is not None:
+                run_job(jobs, claimed, s.settings, s.config.train_overrides or None)
+            else:  # another worker (the server's) runs it: wait for it
+                s._stopping.wait(s.config.tick)
+    finally:
+        s._training.discard(job.id)
+    if current is None:
+        raise TrainingError(f"training job {job.id} for {job.team} vanished from the queue")
+    return current

@@ -182,7 +182,7 @@ scheduler_lock = sa.Table(
 scheduler_jobs = sa.Table(
     "scheduler_jobs",
     metadata,
-    sa.Column("job_id", sa.String(191), primary_key=True),  # "sync:<connection>" | "sleep:<team>"
+    sa.Column("job_id", sa.String(191), primary_key=True),  # "sync:<connection>" | "update:<team>" | "sleep:<team>"
     sa.Column("kind", sa.String(20), nullable=False),
     sa.Column("target", sa.String(200), nullable=False),
     sa.Column("paused", sa.Boolean(), nullable=False),  # what the operator asked for

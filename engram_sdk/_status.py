@@ -87,6 +87,9 @@ def _adapter(version: AdapterVersion, now: datetime) -> dict[str, Any]:
         "general_score": metrics.get("general_score"),
         "base_general_score": metrics.get("base_general_score"),
         "gates_passed": gates.get("passed"),
+        # which speed trained it: a sleep rebuilds from scratch, an update continues its parent
+        "from_scratch": m.get("from_scratch"),
+        "parent_version": m.get("parent_version"),
         "gate_reasons": gates.get("reasons", []),
     }
 
@@ -98,15 +101,28 @@ def _next_run(job: Any) -> datetime | None:
     return job.next_run_at
 
 
-def _teams(store: EventStore, settings: Settings, team_ids: set[str], now: datetime) -> tuple[list[dict[str, Any]],
-                                                                                               bool]:
+def _training_run(job: Any) -> dict[str, Any] | None:
+    """One team's update or sleep job as status shows it: when it last ran and what it did (its
+    ``meta`` says which version it trained, or why it skipped), and when it runs next."""
+    if job is None:
+        return None
+    return {"job": job.id, "paused": job.paused, "next_run_at": _iso(_next_run(job)),
+            "last_status": job.last_status, "last_finished_at": _iso(job.last_finished_at),
+            "last_error": job.last_error, "detail": job.meta.get("detail"), "version": job.meta.get("version")}
+
+
+def _teams(store: EventStore, settings: Settings, team_ids: set[str], now: datetime,
+           jobs: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
     registry = _registry(store, settings)
     if registry is not None:
         team_ids |= set(registry.teams())
     out = []
     for team in sorted(team_ids):
         row: dict[str, Any] = {"team": team, "events": store.count(team), "adapter": None,
-                               "latest_rejected": None, "waiting": None}
+                               "latest_rejected": None, "waiting": None,
+                               # the two speeds of training (None: no such job, e.g. updates off)
+                               "update": _training_run(jobs.get(f"update:{team}")),
+                               "sleep": _training_run(jobs.get(f"sleep:{team}"))}
         if registry is not None:
             versions = registry.versions(team)
             current = next((v for v in versions if v.current), None)
@@ -164,7 +180,7 @@ def collect(settings: Settings, *, now: datetime | None = None) -> dict[str, Any
             "failing": sorted(j.id for j in jobs.values() if j.last_status == "error"),
         }
         teams = set(store.teams()) | {c.team_id for c in conns}
-        status["teams"], registry = _teams(store, settings, teams, now)
+        status["teams"], registry = _teams(store, settings, teams, now, jobs)
         if not registry:
             status["training"] = "not installed"
     status["next_steps"] = _next_steps(status)

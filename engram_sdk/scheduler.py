@@ -5,7 +5,7 @@ and docs/scheduler.md::
     from engram_sdk.scheduler import ScheduleConfig, Scheduler, list_jobs
 
     with Scheduler(store, settings, ScheduleConfig(sync_interval=300)):
-        ...                                    # syncs every 5 minutes, trains nightly
+        ...                                    # syncs every 5 minutes, updates every 15, rebuilds nightly
     for job in list_jobs(store): print(job.id, job.runs, job.last_events)
 """
 

@@ -22,18 +22,21 @@ from .._scheduler import ScheduleConfig, Scheduler, list_jobs, lock_info, reques
 from . import app
 from ._common import JsonOption, console, emit_json, fail, open_store, settings
 
-schedule_app = typer.Typer(help="The scheduler: incremental syncs and the nightly training ('sleep').",
+schedule_app = typer.Typer(help="The scheduler: incremental syncs, daytime updates and the nightly rebuild "
+                                "('sleep').",
                            no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def _seconds(text: str, what: str) -> float:
-    """'900', '0.5s', '15m', '1h' -> seconds."""
+def _seconds(text: str, what: str, *, off: bool = False) -> float:
+    """'900', '0.5s', '15m', '1h' -> seconds; with ``off``, also '0' or 'off' -> 0."""
+    if off and text.strip().lower() in ("0", "off"):
+        return 0.0
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", text)
     if not m or float(m.group(1)) <= 0:
-        fail(f"{what}: {text!r} is not a duration (e.g. 900, 0.5s, 15m, 1h)")
+        fail(f"{what}: {text!r} is not a duration (e.g. 900, 0.5s, 15m, 1h{', or 0 for off' if off else ''})")
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
@@ -42,13 +45,17 @@ def run(
     sync_interval: str = typer.Option("15m", "--sync-interval", help="Between incremental syncs of a connection."),
     interval: Optional[list[str]] = typer.Option(None, "--interval", metavar="CONNECTION=DURATION",
                                                  help="One connection's own sync interval (repeatable)."),
-    sleep_at: str = typer.Option("02:00", "--sleep-at", help="Daily time (HH:MM) of each team's training."),
+    update_interval: str = typer.Option("15m", "--update-interval",
+                                        help="Between daytime updates of a team (continual, costs what is new); "
+                                             "0 or off: none."),
+    sleep_at: str = typer.Option("02:00", "--sleep-at",
+                                 help="Daily time (HH:MM) of each team's rebuild from scratch ('sleep')."),
     tz: str = typer.Option("UTC", "--timezone", help="Time zone of --sleep-at."),
     tick: str = typer.Option("2s", "--tick", help="How often requests and connections are re-read."),
     lease: str = typer.Option("30s", "--lease", help="A lock not renewed for this long may be taken over."),
     misfire_grace: str = typer.Option("1h", "--misfire-grace", help="A run late by less than this still runs."),
     workers: int = typer.Option(4, "--workers", min=1, help="Syncs running at once."),
-    setting: list[str] = typer.Option([], "--set", help="A training setting for the nightly runs, e.g. "
+    setting: list[str] = typer.Option([], "--set", help="A training setting for updates and sleeps, e.g. "
                                                         "--set epochs=2 (repeatable; see docs/training.md)."),
 ) -> None:
     """Run the scheduler in the foreground until Ctrl-C (one per deployment)."""
@@ -70,6 +77,7 @@ def run(
             fail(str(exc))
     try:
         config = ScheduleConfig(sync_interval=_seconds(sync_interval, "--sync-interval"), intervals=per,
+                                update_interval=_seconds(update_interval, "--update-interval", off=True),
                                 sleep_at=sleep_at, timezone=tz, tick=_seconds(tick, "--tick"),
                                 lease=_seconds(lease, "--lease"),
                                 misfire_grace_time=_seconds(misfire_grace, "--misfire-grace"), sync_workers=workers,
@@ -108,8 +116,8 @@ def _when(value: datetime | None) -> str:
 
 @schedule_app.command("list")
 def list_(as_json: bool = JsonOption) -> None:
-    """Each job: next run (or paused), last run, its result and event count, runs, and the last error;
-    and who holds the scheduler's lock."""
+    """Each job: next run (or paused), last run, its result and event count, runs, and the last error
+    (a training run's version or why it was skipped); and who holds the scheduler's lock."""
     with open_store() as store:
         jobs = list_jobs(store)
         held = lock_info(store)
@@ -128,7 +136,8 @@ def list_(as_json: bool = JsonOption) -> None:
     from rich.table import Table
 
     # Five columns that fit 80 characters: paused and the event count fold into "next run" and
-    # "result", errors go under the table in full. A header is never narrower than its word (rich
+    # "result"; errors, and what a training run did (its version, or why it skipped), go under
+    # the table in full. A header is never narrower than its word (rich
     # would otherwise squeeze columns to nothing, headers included, to make no_wrap ones fit).
     table = Table("job", "next run", "last run", "result", "runs")
     for column in table.columns:
@@ -146,6 +155,8 @@ def list_(as_json: bool = JsonOption) -> None:
         table.add_row(j.id, nxt, _short(j.last_started_at), result, str(j.runs))
         if j.last_error:
             errors.append(f"{j.id}: {j.last_error}")
+        elif j.meta.get("detail") and j.last_status != "running":
+            errors.append(f"{j.id}: {j.last_status}: {j.meta['detail']}")
     console.print(table, width=None if console.is_terminal else 200)  # a pipe gets whole rows
     for line in errors:
         console.print(line, highlight=False, soft_wrap=True)
@@ -167,19 +178,22 @@ def _request(job: str, action: Any, done: str) -> None:
     console.print(f"{spec.id}: {done}; {tail}", highlight=False)
 
 
+_JOB_HELP = "A job id (sync:CONNECTION, update:TEAM, sleep:TEAM), or its connection."
+
+
 @schedule_app.command("pause")
-def pause(job: str = typer.Argument(..., help="A job id (sync:CONNECTION, sleep:TEAM), or its connection.")) -> None:
+def pause(job: str = typer.Argument(..., help=_JOB_HELP)) -> None:
     """Stop a job's scheduled runs (a run in progress finishes)."""
     _request(job, "pause", "paused")
 
 
 @schedule_app.command("resume")
-def resume(job: str = typer.Argument(..., help="A job id (sync:CONNECTION, sleep:TEAM), or its connection.")) -> None:
+def resume(job: str = typer.Argument(..., help=_JOB_HELP)) -> None:
     """Schedule a paused job again."""
     _request(job, "resume", "resumed")
 
 
 @schedule_app.command("run-now")
-def run_now(job: str = typer.Argument(..., help="A job id (sync:CONNECTION, sleep:TEAM), or its connection.")) -> None:
+def run_now(job: str = typer.Argument(..., help=_JOB_HELP)) -> None:
     """Run a job once as soon as possible (paused or not; after the current run if one is going)."""
     _request(job, "run-now", "run requested")

@@ -159,11 +159,27 @@ def _render(s: dict[str, Any], now: datetime) -> None:
             if t["latest_rejected"]:
                 r = t["latest_rejected"]
                 notes.append(f"{t['team']} v{r['version']} rejected: {r['reason']}")
+            notes.extend(_speeds(t, now))
         console.print(table, width=width)
         _print("waiting: events stored after the current adapter (all of them: no adapter yet)")
         for line in notes:
             _print(escape(line))
     _next(s)
+
+
+def _speeds(t: dict[str, Any], now: datetime) -> list[str]:
+    """One line per training speed of the team: its last run and what it did, and its next run."""
+    lines = []
+    for name in ("update", "sleep"):
+        job = t[name]
+        if job is None:
+            continue
+        last = "never ran" if job["last_finished_at"] is None else (
+            f"last {job['last_status']} {_ago(job['last_finished_at'], now)}"
+            + (f" ({job['detail']})" if job["detail"] else ""))
+        nxt = "paused" if job["paused"] else f"next {_due(job['next_run_at'], now)}"
+        lines.append(f"{t['team']} {name}: {last}; {nxt}")
+    return lines
 
 
 def _next(s: dict[str, Any]) -> None:

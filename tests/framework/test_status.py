@@ -123,7 +123,7 @@ def test_status_shows_connections_queue_scheduler_and_adapter(deployment) -> Non
     assert s["webhook_queue"]["pending"] == 2 and s["webhook_queue"]["dead"] == 0
     sch = s["scheduler"]
     assert sch["running"] is True and sch["lock"]["owner"] == scheduler.owner
-    assert sch["jobs"] == 3 and sch["failing"] == ["sync:broken"]
+    assert sch["jobs"] == 4 and sch["failing"] == ["sync:broken"]  # 2 syncs, update:acme, sleep:acme
     (team,) = s["teams"]
     adapter = team["adapter"]
     metrics = trained.version.manifest["metrics"]
@@ -133,6 +133,11 @@ def test_status_shows_connections_queue_scheduler_and_adapter(deployment) -> Non
     assert (adapter["recall"], adapter["retention"], adapter["general_score"], adapter["base_general_score"]) == (
         metrics.get("recall"), metrics.get("retention"), metrics["general_score"], metrics["base_general_score"])
     assert team["waiting"] == waiting
+    # the two speeds of training: the update every 15 minutes (the default), the sleep at 02:00 UTC
+    assert team["update"]["job"] == "update:acme" and team["update"]["last_status"] is None
+    update_in = datetime.fromisoformat(team["update"]["next_run_at"]) - datetime.now(timezone.utc)
+    assert 0 < update_in.total_seconds() <= 900
+    assert datetime.fromisoformat(team["sleep"]["next_run_at"]).astimezone(timezone.utc).hour == 2
     assert s["home"]["signing_teams"] == ["acme"] and s["training"] == "installed"
 
     lines = table80(env)
@@ -147,6 +152,8 @@ def test_status_shows_connections_queue_scheduler_and_adapter(deployment) -> Non
     cells = [c.strip() for c in team_row.strip("│").split("│")]
     assert cells[1] == "v1" and cells[-1] == str(waiting)
     assert f"{metrics['general_score']:.2f}" in team_row
+    assert any(line.startswith("acme update: never ran; next in ") for line in lines)
+    assert any(line.startswith("acme sleep: never ran; next in ") for line in lines)
 
     for out in (text, json.dumps(s)):
         assert TOKEN not in out and SECOND_TOKEN not in out and DB_PASSWORD not in out
@@ -199,5 +206,5 @@ def test_without_the_trainer_the_rest_is_still_shown(engram_home: Path, tmp_path
     s = status_json(env)
     assert s["training"] == "not installed"
     assert s["teams"] == [{"team": "acme", "events": events, "adapter": None, "latest_rejected": None,
-                           "waiting": None}]
+                           "waiting": None, "update": None, "sleep": None}]
     assert "training not installed" in cli(env).stdout

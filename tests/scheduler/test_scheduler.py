@@ -58,12 +58,13 @@ def test_a_new_connection_gets_its_own_job_and_interval(harness, server, start) 
     jobs = {j.id: j for j in s._aps.get_jobs(jobstore="default")}
     assert str(jobs["sync:ex"].trigger) == "interval[1:00:00]"
     assert str(jobs["sync:ex2"].trigger) == "interval[0:30:00]"
-    assert {"sleep:acme", "sync:ex", "sync:ex2"} == set(jobs)
+    assert str(jobs["update:acme"].trigger) == "interval[0:15:00]"  # the daytime update's default
+    assert {"sleep:acme", "update:acme", "sync:ex", "sync:ex2"} == set(jobs)
     for j in jobs.values():
         assert j.coalesce is True and j.max_instances == 1 and j.misfire_grace_time == 3600
     harness.connections.remove("ex2", harness.secrets)
     within_one_tick(harness)
-    assert {j.id for j in s._aps.get_jobs(jobstore="default")} == {"sleep:acme", "sync:ex"}
+    assert {j.id for j in s._aps.get_jobs(jobstore="default")} == {"sleep:acme", "update:acme", "sync:ex"}
 
 
 def test_pause_resume_run_now_from_another_process_take_effect_within_one_tick(harness, start, admin) -> None:

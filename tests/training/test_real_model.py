@@ -69,9 +69,11 @@ def test_real_model_learns_a_prose_page_and_answers_a_question_nothing_generated
     generated = {m[0]["content"].lower() for m in ds.examples} | {p.question.lower() for p in ds.probe}
     assert not generated & set(asked)
     # One page gives a few dozen examples: more passes than a workspace needs, as a team's first
-    # page would get over several nights.
+    # page would get over several nights. What is tested is learning, so the drift gates are relaxed
+    # (general) and off (perplexity: twelve passes move it, unmeasured with this recipe).
     r = train("kestrel", store=real_env.store, settings=real_env.settings,
-              config=TrainConfig(epochs=12, eval_baselines=["base_recall"], general_tolerance=0.3))
+              config=TrainConfig(epochs=12, eval_baselines=["base_recall"], general_tolerance=0.3,
+                                 perplexity_tolerance=None))
     print({k: v for k, v in r.metrics.items() if k not in ("recall_misses", "general_misses", "general_ok")})
     assert r.published, r.reasons
     answers = {q: ops.query(real_env.store, real_env.settings, "kestrel", q)["answer"] for q in asked}

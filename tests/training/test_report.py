@@ -76,8 +76,16 @@ def test_report_shows_every_version_its_gates_and_three_plots(team_env, capsys, 
     assert [(r["data-version"], r["data-status"]) for r in page.rows] == [("2", "rejected"), ("1", "published")]
     assert re.search(r"v2 rejected .*recall 0\.\d\d is below the minimum 0\.99", text)
     assert re.search(r"v1 · current published .*all gates passed", text)
-    for column in ("Recall", "Retention", "General (base)", "Prompt tokens", "Retrieval tokens", "Final loss"):
+    for column in ("Recall", "Retention [95% interval]", "General (base)", "Perplexity (base)", "Prompt tokens",
+                   "Retrieval tokens", "Final loss"):
         assert column in text
+    # v2 is a continual run: its retention is shown with its interval, and both perplexities beside it.
+    from engram_training.registry import Registry
+
+    m = Registry(team_env.store, team_env.settings.adapters_dir).get("kestrel", 2).manifest["metrics"]
+    low, high = m["retention_interval"]
+    assert f"{m['retention']:.0%} [{low:.0%}–{high:.0%}]" in text
+    assert f"{m['perplexity']:.1f} ({m['base_perplexity']:.1f})" in text
 
     # Three figures, each a PNG inside the page; nothing is loaded from elsewhere and nothing runs.
     captions = [i["alt"] for i in page.images]

@@ -101,15 +101,23 @@ def train_cmd(
             m = r.metrics
             row = {"team": tid, "version": r.version.version, "published": r.published, "reasons": r.reasons,
                    "resumed_from_step": r.resumed_from_step,
-                   **{k: m.get(k) for k in ("recall", "retention", "general_score", "base_general_score",
+                   **{k: m.get(k) for k in ("recall", "retention", "retention_interval", "retention_questions",
+                                            "general_score", "base_general_score", "general_difference",
+                                            "perplexity", "base_perplexity", "perplexity_ratio",
                                             "rag_recall", "rag_prompt_tokens", "adapter_prompt_tokens",
                                             "train_seconds", "tokens_per_s", "scale")}}
             results.append(row)
             if not as_json:
                 state = "published" if r.published else "NOT published (" + "; ".join(r.reasons) + ")"
+                interval = m.get("retention_interval")
+                retention = (f", retention {_pct(m.get('retention'))} (95% interval {_pct(interval[0])}-"
+                             f"{_pct(interval[1])} on {m.get('retention_questions')})" if interval else "")
+                ppl = (f", perplexity {m['perplexity']:.1f} (base {m['base_perplexity']:.1f})"
+                       if m.get("perplexity") is not None and m.get("base_perplexity") else "")
                 console.print(f"{tid}: version {r.version.version} {state}; recall {_pct(m.get('recall'))} "
-                              f"(retrieval {_pct(m.get('rag_recall'))}), general {_pct(m.get('general_score'))} "
-                              f"(base {_pct(m.get('base_general_score'))}), {m.get('train_seconds')} s"
+                              f"(retrieval {_pct(m.get('rag_recall'))}){retention}, general "
+                              f"{_pct(m.get('general_score'))} (base {_pct(m.get('base_general_score'))}){ppl}, "
+                              f"{m.get('train_seconds')} s"
                               + (f", update scaled to {m['scale']}" if m.get("scale", 1.0) != 1.0 else ""))
     if as_json:
         emit_json(results[0] if team else {"teams": results})

@@ -1,7 +1,8 @@
 """Evaluation on every run, scored by one rule (``facts.is_correct``: normalised containment).
 
 - recall:     held-out phrasings of the new facts, answered closed-book by the adapter
-- retention:  held-out phrasings of earlier versions' facts that are still current
+- retention:  held-out phrasings of earlier versions' facts that are still current, with its 95%
+              Wilson interval (``retention_interval``: the sample is small, the gate decides with it)
 - general:    the shipped general-knowledge probe (121 questions), adapter vs base model
 - perplexity: on a shipped general text sample, adapter vs base model
 - retrieval:  BM25 (bm25s) over the team's chunks (<= 256 tokens), top-k chunks in the base
@@ -97,6 +98,24 @@ def calibrate_abstention(known: list[float], unknown: list[float]) -> dict[str, 
                 "known_kept": round(sum(k >= best_t for k in known) / len(known), 3),
                 "unknown_refused": round(sum(u < best_t for u in unknown) / len(unknown), 3)})
     return out
+
+
+def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float] | None:
+    """The 95% Wilson score interval of a proportion ``correct / total`` (None when ``total`` is 0).
+
+    Wilson (1927), "Probable inference, the law of succession, and statistical inference", JASA 22.
+    Chosen over the normal (Wald) interval because it stays inside [0, 1] and keeps its coverage
+    on small samples and proportions near 0 or 1 (Brown, Cai & DasGupta 2001, Statistical Science
+    16): a retention sample is tens of questions, often almost all right.
+    """
+    if total <= 0:
+        return None
+    if not 0 <= correct <= total:
+        raise ValueError(f"correct must lie in [0, {total}], not {correct}")
+    p = correct / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z / (1 + z * z / total) * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def perplexity(engine: Engine, text: str, *, adapter: str | None) -> float:
@@ -198,9 +217,11 @@ def evaluate(engine: Engine, adapter: str | None, probe: list[ProbeItem], old_pr
     retention = score(engine, [(p.question, p.answers) for p in old_probe], adapter=adapter, **kw)
     general = score(engine, gen_items, adapter=adapter, max_new_tokens=config.general_max_new_tokens,
                     batch_size=config.eval_batch_size)
+    interval = wilson_interval(retention.correct, retention.total)
     out: dict[str, Any] = {
         "recall": recall.accuracy,
         "retention": retention.accuracy,
+        "retention_interval": [round(x, 4) for x in interval] if interval else None,
         "general_score": general.accuracy,
         "perplexity": perplexity(engine, general_text(), adapter=adapter),
         "adapter_prompt_tokens": recall.prompt_tokens,

@@ -2,7 +2,8 @@
 the plots are PNGs inside the page as data URIs). ``engram adapters report TEAM`` writes it and
 ``engram serve`` answers it at ``GET /v1/teams/{team}/adapters/report``; both call ``render``.
 
-The page holds every version with its status, its gate figures and the reasons its gates gave, and
+The page holds every version with its status, its gate figures (retention with its 95% interval,
+perplexity on general text beside the base model's) and the reasons its gates gave, and
 the plots of ``plots``: loss per step, recall / retention / general score per version, and the
 adapter's prompt tokens against retrieval's.
 """
@@ -73,8 +74,8 @@ generated {now.isoformat(timespec="seconds")}</p>
 """
 
 
-COLUMNS = ("Version", "Status", "Created", "Recall", "Retention", "General (base)", "Prompt tokens",
-           "Retrieval tokens", "Steps", "Final loss", "Gate reasons")
+COLUMNS = ("Version", "Status", "Created", "Recall", "Retention [95% interval]", "General (base)",
+           "Perplexity (base)", "Prompt tokens", "Retrieval tokens", "Steps", "Final loss", "Gate reasons")
 
 
 def _table(versions: list[Version]) -> str:
@@ -95,8 +96,11 @@ def _row(v: Version) -> str:
         (v.status, v.status),
         (v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else "", ""),
         (_pct(m.get("recall")), "num"),
-        (_pct(m.get("retention")), "num"),
+        (_pct(m.get("retention")) + (f" [{_pct(m['retention_interval'][0])}–{_pct(m['retention_interval'][1])}]"
+                                     if m.get("retention_interval") else ""), "num"),
         (general, "num"),
+        (_perplexity(m.get("perplexity")) + (f" ({_perplexity(m['base_perplexity'])})"
+                                             if m.get("base_perplexity") is not None else ""), "num"),
         (_tokens(m.get("adapter_prompt_tokens")), "num"),
         (_tokens(m.get("rag_prompt_tokens")), "num"),
         (str(m.get("steps", "")), "num"),
@@ -110,6 +114,10 @@ def _row(v: Version) -> str:
 
 def _pct(x: Any) -> str:
     return f"{x:.0%}" if isinstance(x, (int, float)) else "–"
+
+
+def _perplexity(x: Any) -> str:
+    return f"{x:.1f}" if isinstance(x, (int, float)) else "–"
 
 
 def _tokens(x: Any) -> str:

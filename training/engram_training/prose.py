@@ -77,18 +77,19 @@ def _holdout_sampler(units: list[U.Unit], config: Any) -> Any:
     never does: an edit's new value is trained in every form."""
     share = min(1.0, 2 * config.max_probe / max(1, len(units)))
     per_record: dict[str, int] = defaultdict(int)
-    total = [0]
+    total = 0
 
     def hold(u: U.Unit) -> bool:
+        nonlocal total
         # A hash of the unit, not a random stream: a continual run, whose units are nearly the
         # version before's, holds out nearly the same sentences, so its replay and retention
         # probe agree with what that version was trained on.
         draw = int(hashlib.sha256(f"{config.seed}:{u.entity_id}:{u.order}".encode()).hexdigest()[:12], 16) / 16**12
-        if u.kind == "changed" or u.previous or total[0] >= config.max_probe \
+        if u.kind == "changed" or u.previous or total >= config.max_probe \
                 or per_record[u.entity_id] >= config.probe_per_record or draw >= share:
             return False
         per_record[u.entity_id] += 1
-        total[0] += 1
+        total += 1
         return True
     return hold
 
@@ -223,12 +224,14 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
                             rng)
         for k, question in enumerate(asked):
             examples.append(_chat(question, ABSTAIN[k % len(ABSTAIN)]))
+    # Every question some example asks, new or replayed: neither the calibration nor the probe
+    # may ask one.
+    trained = {m[0]["content"].lower() for m in examples + replay}
     # ... and some that are never trained: the adapter's confidence on them, against its
     # confidence on the probe, sets the threshold under which it says it doesn't know.
     unanswerable: list[str] = []
     if config.abstain_calibration_questions:
         n_cal = config.abstain_calibration_questions
-        trained = {m[0]["content"].lower() for m in examples}
         cand = I.questions(team_texts, titles, [a for _, a in asks], 2 * n_cal, random.Random(config.seed + 1))
         unanswerable = [q for q in cand if q.lower() not in trained][:n_cal]
 
@@ -237,7 +240,6 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
     probe: list[ProbeItem] = []
     old_probe: list[ProbeItem] = []
     per_record: dict[str, int] = defaultdict(int)
-    trained = {m[0]["content"].lower() for m in examples + replay}
     order = sorted(range(len(units)), key=lambda i: (units[i].kind != "changed", rng.random()))
     for i in order:
         u, g = units[i], gen[i]

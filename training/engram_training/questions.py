@@ -367,8 +367,9 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
     """Statements, training questions and probe questions for every unit; ``people`` are names
     known to be people (authors of the team's records). ``short_first``: a small budget keeps
     each span's short question before its full clause (measured on the development workspace:
-    no recall gained either way, docs/training.md). ``hold_out`` is asked, for each unit with at
-    least two spans, whether to keep one of them out of training for the probe."""
+    no recall gained either way, docs/training.md). ``hold_out`` is asked, for each table cell and
+    each sentence with at least two answers, whether to keep one answer out of training for the
+    probe."""
     from .nlp import parse
 
     statements = resolve(units, people)

@@ -174,6 +174,21 @@ def test_a_version_whose_changes_give_nothing_to_probe_is_not_published(team_env
     assert reasons and "nothing to probe" in reasons[0]
 
 
+def test_what_a_clause_says_of_its_subject_is_asked_for_even_when_no_tagger_names_it():
+    # Objects of verbs are most of what prose states: "maintains the greenhouse heaters",
+    # "specialises in citrus grafting" (a common noun, with a word the tagger calls a name).
+    text = "# Garden\nOctavian Rasmussen maintains the greenhouse heaters. He specialises in citrus grafting.\n"
+    units = U.document_units(_doc("p-garden", text, "Garden"))
+    asked = {q: a for g in Q.generate(units, per_unit=8, seed=1) for q, a in zip(g.train, g.train_answers)}
+    assert asked["What does Octavian Rasmussen maintain?"] == "greenhouse heaters"
+    assert asked["What does Octavian Rasmussen specialise in?"] == "citrus grafting"
+    assert asked["Who specialises in citrus grafting?"] == "Octavian Rasmussen"
+    # and asked the way a team names its members, by the given name alone
+    assert asked["What does Octavian maintain?"] == "greenhouse heaters"
+    # a noun that hangs on a noun is part of its clause's question, not asked for itself
+    assert not any(a in ("the greenhouse", "greenhouse") for a in asked.values())
+
+
 def test_short_answers_put_the_span_asked_for_before_the_statement(tiny_model):
     units = U.document_units(_doc("p-handbook", PAGE))
     gen = Q.generate(units, per_unit=4, seed=1)
@@ -183,8 +198,9 @@ def test_short_answers_put_the_span_asked_for_before_the_statement(tiny_model):
     assert asked["Who chairs the allotment committee?"] == "Wilhelmina Okafor"
     tok = AutoTokenizer.from_pretrained(tiny_model)
     col = D.Collected(team_id="t", records={"p-handbook": _doc("p-handbook", PAGE)})
-    plain = D.build(col, tok, TrainConfig(), continual=False)
-    short = D.build(col, tok, TrainConfig(short_answers=True), continual=False)
+    # the hold-out would keep some of these questions out of training; it is not what is tested here
+    plain = D.build(col, tok, TrainConfig(probe_holdout=False), continual=False)
+    short = D.build(col, tok, TrainConfig(short_answers=True, probe_holdout=False), continual=False)
     said = {m[0]["content"]: m[1]["content"] for m in short.examples}
     answer = said["Who chairs the allotment committee?"]
     assert answer == "Wilhelmina Okafor. Wilhelmina Okafor chairs the allotment committee."
@@ -284,10 +300,11 @@ def test_the_probe_asks_for_spans_that_no_training_example_asks_for(tiny_model):
         assert not p.question.startswith(tuple(f.split("{")[0] for f in Q.PROBE_LEAD + Q.PROBE_EMBEDDED))
         assert p.answers[0] in said
     # The old probe, lead-ins on trained questions, is one setting away.
-    lead = D.build(col, tok, TrainConfig(probe_holdout=False), continual=False)
+    lead = D.build(col, tok, TrainConfig(probe_holdout=False, probe_per_record=20), continual=False)
     assert any(p.question.startswith(("Quick question", "Sorry to bother", "Any idea", "Could you"))
                for p in lead.probe)
-    assert len(lead.examples) > len(ds.examples)
+    # holding out changes what is trained (with enough forms per unit the count can stay the same)
+    assert {m[0]["content"].lower() for m in lead.examples} != trained
 
 
 def test_held_out_probe_respects_its_caps_and_is_the_same_on_every_build(tiny_model):

@@ -1,14 +1,16 @@
 """Questions a colleague could ask about a unit, generated on spaCy's parse of its statement.
 
 For each answerable span of a statement (a person, organisation, product, place, date, time,
-amount, count, or a proper name the tagger missed) the parse gives the clause around it, and
-the span is turned into a wh-question the way English does it:
+amount, count, a proper name the tagger missed, or the noun phrase a verb takes: "runs the
+conservation lab", "specialises in ...") the parse gives the clause around it, and the span is
+turned into a wh-question the way English does it:
 
 - the span is the subject:   "Priya owns the exporter."        -> "Who owns the exporter?"
 - anything else:             "The export runs at 02:15."       -> "What time does the export run?"
   (do-support or auxiliary inversion, the span's preposition dropped or kept at the end)
 - an embedded form:          "Do you know when the loan was approved?"
-- a short form (modifiers, relative clauses and side phrases dropped).
+- a short form (modifiers, relative clauses and side phrases dropped);
+- a person other than the answer named by the given name alone, as colleagues name each other.
 
 Pronouns are resolved before parsing ("She also approves refunds" after a sentence naming Priya
 becomes "Priya also approves refunds"; in a message, "I" is its author), so a statement names its
@@ -37,7 +39,7 @@ from .units import Unit
 WH = {"PERSON": "who", "ORG": "what", "PRODUCT": "what", "FAC": "what", "WORK_OF_ART": "what", "EVENT": "what",
       "LAW": "what", "NORP": "what", "LANGUAGE": "what", "GPE": "where", "LOC": "where", "DATE": "when",
       "TIME": "what time", "MONEY": "how much", "PERCENT": "what percentage", "QUANTITY": "how much",
-      "CARDINAL": "how many", "ORDINAL": "which", "THING": "what"}
+      "CARDINAL": "how many", "ORDINAL": "which", "THING": "what", "OBJECT": "what"}
 NAME_LABELS = {"PERSON", "ORG", "PRODUCT", "FAC", "WORK_OF_ART", "EVENT", "LAW", "GPE", "LOC", "THING", "NORP"}
 _TIME = re.compile(r"\b\d{1,2}[:.]\d{2}(?:\s?[ap]\.?m\.?)?\b|\b\d{1,2}\s?[ap]\.?m\.?\b|\bnoon\b|\bmidnight\b", re.I)
 _DROP_PREPS = {"on", "in", "at", "during", "of"}
@@ -184,10 +186,40 @@ def _spans(doc: Any, people: set[str] = frozenset()) -> list[tuple[Any, str]]:
                 j += 1
             sp = doc[i : j + 1]
             spans.append((sp, "PERSON" if who(sp) else "THING"))
+            taken |= set(range(i, j + 1))
             i = j + 1
         else:
             i += 1
+    spans += _object_spans(doc, taken)
     return spans
+
+
+# What a clause says of its subject that no tagger names: "specialises in metals", "runs the
+# conservation lab", "is the registrar". Most facts in prose are these, and colleagues ask for them
+# ("what does X specialise in?") as often as for names, dates and numbers.
+_OBJECT_DEPS = {"dobj", "attr", "oprd", "pobj"}
+
+
+def _object_spans(doc: Any, taken: set[int]) -> list[tuple[Any, str]]:
+    out = []
+    for nc in doc.noun_chunks:
+        root = nc.root
+        # a name inside the chunk only as a modifier ("the Lisbon office") is never asked for itself
+        if root.pos_ != "NOUN" or root.dep_ not in _OBJECT_DEPS or \
+                {t.i for t in nc if not (t.dep_ == "compound" and t.head.i in range(nc.start, nc.end))} & taken:
+            continue
+        verb = root.head.head if root.dep_ == "pobj" else root.head
+        if root.dep_ == "pobj" and root.head.dep_ != "prep":
+            continue
+        if verb.pos_ not in ("VERB", "AUX") or _subject(verb) is None:
+            continue  # a noun hanging on a noun ("the lab on the second floor"): the clause asks it
+        if not any(t.is_alpha and not t.is_stop for t in nc):
+            continue
+        # the chunk without its article: "the registrar" is answered "registrar" as well
+        start = nc.start + 1 if nc[0].dep_ == "det" and len(nc) > 1 else nc.start
+        out.append((doc[start : nc.end], "OBJECT"))  # not a name: no links or swaps are made of it
+        taken |= {t.i for t in nc}
+    return out
 
 
 def _clause_verb(tok: Any) -> Any:
@@ -243,6 +275,8 @@ def _wh_for(span: Any, label: str) -> tuple[str, set[int], str]:
         trail = prep
     elif prep and label in ("DATE", "TIME") and prep in ("until", "by", "before", "after", "since"):
         wh = f"{prep} when" if label == "DATE" else f"{prep} what time"
+    elif prep and label == "OBJECT":
+        trail = prep  # "what does X specialise in?": without it the question asks something else
     elif prep and not (prep in _DROP_PREPS or (wh == "where" and prep in ("in", "at"))):
         trail = prep
     return wh, remove, trail
@@ -409,6 +443,7 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
             if span.text.lower() in q[0].lower():
                 continue
             forms.append((*q, span.text, _clause_verb(span.root).lemma_ if parsed else ""))
+        familiar = _given_names(spans, answers={f[3] for f in forms})
         r = (seed + n) % 7
         held = -1
         # Two answers at least, so the unit keeps a question whose answer is its statement.
@@ -429,6 +464,10 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
             first = short if short_first and short_ok else direct
             firsts.add(first)
             cands.append((first, answer))
+            for full, given in familiar:  # colleagues say "Ifor", not "Ifor Pryce-Jenkins"
+                if full in direct and full != answer:
+                    cands.append((direct.replace(full, given), answer))
+                    break
             if short_ok:
                 cands.append((direct if first == short else short, answer))
             if emb:
@@ -459,6 +498,17 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
         if not forms and chunks:
             g.probe.append((TOPIC_PROBE[0].format(c=chunks[0]), ""))
         out.append(g)
+    return out
+
+
+def _given_names(spans: list[tuple[Any, str]], answers: set[str]) -> list[tuple[str, str]]:
+    """(full name, given name) of the unit's people: a team calls its members by their given
+    names, and the statements (pronouns resolved to the full name) never do."""
+    out = []
+    for sp, label in spans:
+        words = sp.text.split()
+        if label == "PERSON" and 2 <= len(words) <= 3 and words[0][:1].isupper() and len(words[0]) > 2:
+            out.append((sp.text, words[0]))
     return out
 
 

@@ -152,3 +152,30 @@ def test_the_cli_refuses_days_beyond_the_file_before_training(team_env, capsys):
     code, _, err = _run(capsys, "bench", "continual", "--days", "31", "--no-cost-ratio")
     assert code == 1 and "marrowby has days 1 to 30; --days 31 is outside them" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_forgetting_controls_replay_the_same_days_side_by_side(team_env, capsys):
+    code, out, err = _run(capsys, "bench", "forgetting", "--days", "1", "--controls", "replay,kl", "--json",
+                          *FAST_ARGS)
+    assert code == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert [r["control"] for r in result["controls"]] == ["replay", "kl"]
+    for row in result["controls"]:
+        assert set(continual_bench.COMPARED) <= set(row)
+        assert 0 <= row["day1_recall"] <= 1 and row["wall_seconds"] > 0
+    runs = result["runs"]
+    # the same days, gates open, and only the control's own settings differ
+    assert runs["kl"]["config"]["kl_general"] == 1.0 and runs["replay"]["config"]["kl_general"] == 0.0
+    for run in runs.values():
+        assert run["config"]["min_recall"] == 0.0 and run["config"]["perplexity_tolerance"] is None
+        assert [(p["day"], p["phase"]) for p in run["phases"]] == [(0, "first"), (1, "day")]
+        assert all(p["published"] for p in run["phases"])
+    assert {k for k in runs["kl"]["config"] if runs["kl"]["config"][k] != runs["replay"]["config"][k]} == {"kl_general"}
+    table = out.strip().splitlines()[:-1]
+    assert table[0].split()[0] == "control" and [line.split()[0] for line in table[1:]] == ["replay", "kl"]
+
+
+def test_an_unknown_forgetting_control_is_refused_before_any_training(team_env, capsys):
+    code, _, err = _run(capsys, "bench", "forgetting", "--controls", "replay,ewc")
+    assert code != 0
+    assert "unknown control(s) ewc; choose from replay, kl, low-rank, sleep" in " ".join(err.split())

@@ -1,4 +1,5 @@
-"""``engram train | eval | query | adapters | model | teams purge`` and ``engram bench train | continual | serve``:
+"""``engram train | eval | query | adapters | model | teams purge`` and
+``engram bench train | continual | forgetting | serve``:
 the team adapter commands, added to the core's ``engram`` by this package's plugin (``plugin.py``).
 
 torch, transformers and peft are imported only by the commands that need them, when they run;
@@ -50,6 +51,7 @@ def add_commands(app: typer.Typer, bench: typer.Typer) -> None:
     app.add_typer(teams_app, name="teams")
     bench.command("train")(bench_train)
     bench.command("continual")(bench_continual)
+    bench.command("forgetting")(bench_forgetting)
     bench.command("serve")(bench_serve)
 
 
@@ -335,7 +337,7 @@ def teams_purge(
                       f"{out['connections']} connections")
 
 
-# --- engram bench train | continual | serve ----------------------------------------------------------------------------
+# --- engram bench train | continual | forgetting | serve ------------------------------------------------------------
 
 
 def bench_train(
@@ -467,6 +469,47 @@ def bench_continual(
     for k in ("retention_ratio", "retention", "day1_recall", "edited_new_value_rate", "deleted_answered",
               "general_drift_points", "perplexity_ratio", "update_cost_ratio_10x", "update_seconds_mean", "plot"):
         console.print(f"{k:>24}  {out[k]}", highlight=False)
+
+
+def bench_forgetting(
+    controls: str = typer.Option("replay,kl,low-rank,sleep", "--controls",
+                                 help="Comma-separated controls to compare: replay (today's), kl (plus KL to the "
+                                      "base model on general answers), low-rank (rank 4), sleep (a nightly "
+                                      "rebuild from all current content)."),
+    days: int = typer.Option(7, "--days", min=1, help="Simulated days each control replays."),
+    workspace: Optional[str] = typer.Option(None, "--workspace", help="A shipped workspace with a days.jsonl "
+                                            "(default: marrowby)."),
+    setting: list[str] = typer.Option([], "--set", help="Override a training setting of every run (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Compare forgetting controls on the same days of a month: each replays them with every gate
+    open, and the table puts day-1 recall, retention, edited and deleted facts, general drift,
+    perplexity and update time side by side. Hours on a CPU: run it by hand."""
+    _need_torch()
+    from . import continual_bench
+    from .config import TrainConfig, parse_overrides
+
+    names = [c.strip() for c in controls.split(",") if c.strip()]
+    try:
+        overrides = parse_overrides(setting)
+        TrainConfig(**overrides)
+    except (ValueError, TypeError) as exc:
+        fail(str(exc))
+    bar, on_progress = training_bar()
+    try:
+        with bar:
+            out = continual_bench.compare_controls(
+                overrides, controls=names, days=days, workspace=workspace or continual_bench.DEFAULT_WORKSPACE,
+                on_progress=on_progress, on_step=lambda m: err_console.print(f"[dim]{m}...[/dim]", highlight=False))
+    except ValueError as exc:
+        fail(str(exc))
+    keys = continual_bench.COMPARED
+    console.print("control    " + "  ".join(f"{k:>20}" for k in keys), highlight=False, markup=False, soft_wrap=True)
+    for row in out["controls"]:
+        console.print(f"{row['control']:<10} " + "  ".join(f"{str(row[k]):>20}" for k in keys),
+                      highlight=False, markup=False, soft_wrap=True)
+    if as_json:
+        emit_json(out)
 
 
 def continual_table(phases: list[dict[str, Any]]) -> list[str]:

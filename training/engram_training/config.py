@@ -62,6 +62,11 @@ class TrainConfig:
     allow_restricted: bool = False  # train on records restricted to a few people (never by default)
     replay_general: float = 0.5  # general replay examples (base-model answers), as a share of team examples
     replay_old: float = 0.5  # share of earlier versions' examples replayed in a continual run
+    # Weight of a KL term that keeps the adapter's next-token distribution on the general replay
+    # answers at the base model's (the base run with the adapter switched off, same batch): replay
+    # alone matches the base model's one answer, this its whole distribution. 0: off. Costs a
+    # forward pass of the general rows without the adapter.
+    kl_general: float = 0.0
     # Caps on a continual run, so a nightly update costs what its new events bring, not what the
     # whole workspace holds (0: no cap): earlier examples replayed per new one, and retention
     # questions asked (a fixed sample). Callers may pass tighter ``train.Bounds``.
@@ -119,6 +124,8 @@ class TrainConfig:
         for f in dataclasses.fields(self):  # 1 and 1.0 are the same setting (and the same digest)
             if f.type in ("float", "float | None") and isinstance(getattr(self, f.name), int):
                 setattr(self, f.name, float(getattr(self, f.name)))
+        if self.kl_general < 0:
+            raise ValueError("kl_general must be 0 (off) or positive")
         if self.rank < 1 or self.alpha < 1:
             raise ValueError("rank and alpha must be at least 1")
         if not 0.0 < self.lr < 1.0:
@@ -156,6 +163,8 @@ class TrainConfig:
         skip = {"checkpoint_every", "threads", "max_new_tokens", "general_max_new_tokens", "eval_batch_size", "rag_top_k",
                 "rag_chunk_tokens", "eval_baselines", "scales", "min_recall", "general_tolerance", "retention_tolerance",
                 "perplexity_tolerance"}
+        if not self.kl_general:  # off: versions trained before the setting existed keep their digest
+            skip.add("kl_general")
         if not self.probe_holdout:  # the probe's size changes what is trained only when it holds spans out
             skip |= {"probe_per_record", "max_probe"}
         body = {k: v for k, v in self.to_dict().items() if k not in skip}

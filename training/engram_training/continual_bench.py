@@ -33,7 +33,8 @@ from .bench import _scratch
 from .config import TrainConfig
 from .train import Progress, RunResult, train
 
-__all__ = ["DEFAULT_WORKSPACE", "JSON_KEYS", "Phase", "default_plot_path", "replay", "run"]
+__all__ = ["CONTROLS", "DEFAULT_WORKSPACE", "JSON_KEYS", "OPEN_GATES", "Phase", "compare_controls",
+           "default_plot_path", "replay", "run"]
 
 DEFAULT_WORKSPACE = "marrowby"
 TEAM = "month"
@@ -247,6 +248,48 @@ def _summary(month: list[W.Day], phases: list[Phase], cost: dict[str, Any] | Non
         "wall_seconds": round(wall, 1),
         "load_average": os.getloadavg()[0],
     }
+
+
+# The forgetting controls the issue asks to compare on the same days (``engram bench forgetting``):
+# settings on top of the production config, and whether the nightly sleep runs.
+CONTROLS: dict[str, tuple[dict[str, Any], bool]] = {
+    # today's: bounded replay of earlier examples and the base model's own general answers
+    "replay": ({}, False),
+    # the same, plus KL to the base model's distribution on the general answers
+    "kl": ({"kl_general": 1.0}, False),
+    # a rank-constrained update: a quarter of the default rank
+    "low-rank": ({"rank": 4, "alpha": 8}, False),
+    # nightly consolidation: each day's update, then a rebuild from all current content
+    "sleep": ({}, True),
+}
+# Gates decide what is served; to compare what each control's adapter keeps, every version answers.
+OPEN_GATES: dict[str, Any] = {"min_recall": 0.0, "general_tolerance": 1.0, "perplexity_tolerance": None,
+                              "retention_tolerance": 1.0}
+COMPARED = ("day1_recall", "retention", "retention_ratio", "edited_new_value_rate", "deleted_answered",
+            "general_drift_points", "perplexity_ratio", "update_seconds_mean", "wall_seconds")
+
+
+def compare_controls(overrides: dict[str, Any], *, controls: list[str], days: int,
+                     workspace: str = DEFAULT_WORKSPACE, on_step: Callable[[str], None] | None = None,
+                     on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
+    """Replay the same ``days`` of ``workspace`` once per control, gates open, and collect each
+    run's figures (``COMPARED``) side by side."""
+    unknown = [c for c in controls if c not in CONTROLS]
+    if unknown or not controls:
+        raise ValueError(f"unknown control(s) {', '.join(unknown) or '(none given)'}; "
+                         f"choose from {', '.join(CONTROLS)}")
+    say = on_step or (lambda m: None)
+    rows, runs = [], {}
+    for name in controls:
+        settings, sleep = CONTROLS[name]
+        config = TrainConfig(**{**overrides, **OPEN_GATES, **settings})
+        say(f"control {name}: {json.dumps(settings) if settings else 'the production settings'}"
+            f"{', with the nightly sleep' if sleep else ''}")
+        out = run(config, config, workspace=workspace, days=days, sleep=sleep, cost_ratio=False,
+                  on_step=on_step, on_progress=on_progress)
+        runs[name] = out
+        rows.append({"control": name, **{k: out.get(k) for k in COMPARED}})
+    return {"workspace": workspace, "days": days, "controls": rows, "runs": runs}
 
 
 def default_plot_path() -> Path:

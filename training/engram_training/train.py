@@ -129,6 +129,7 @@ def train(
     if config.max_train_tokens and per_epoch * epochs > config.max_train_tokens:
         epochs = max(config.max_train_tokens / max(per_epoch, 1), 0.5)
     schedule = _schedule(rows, config, epochs)
+    first_general = len(rows) - len(general)  # rows from here on are general replay (the KL term's)
 
     # --- 5. the model: a new LoRA on the base, or the current adapter continued ---------------------
     from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -173,7 +174,8 @@ def train(
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step)
             with torch.autocast(device_type=base.device, dtype=torch.bfloat16, enabled=config.bf16):
-                loss = _target_loss(model, ids, mask)
+                general_rows = torch.tensor([i >= first_general for i in schedule[step]], device=ids.device)
+                loss = _target_loss(model, ids, mask, general_rows=general_rows, kl=config.kl_general)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -409,16 +411,34 @@ def _batch(rows: list[tuple[list[int], list[int]]], idx: list[int], pad: int, de
     return ids.to(device), mask.to(device)
 
 
-def _target_loss(model: Any, ids: Any, mask: Any) -> Any:
+def _target_loss(model: Any, ids: Any, mask: Any, *, general_rows: Any = None, kl: float = 0.0) -> Any:
     """Mean next-token loss over target tokens. The output layer (49k x 576 for SmolLM2) runs only
-    on the positions that are scored, not on every token: a third of the work on short QA examples."""
+    on the positions that are scored, not on every token: a third of the work on short QA examples.
+
+    With ``kl`` > 0, plus ``kl`` x KL(base || adapter) over the scored tokens of ``general_rows``
+    (a bool per row): the base model is the same model with the adapter switched off."""
     import torch
+    import torch.nn.functional as F
 
     inner = model.get_base_model()
+    head = inner.get_output_embeddings()
     hidden = inner.get_decoder()(input_ids=ids, attention_mask=(mask >= 0).long()).last_hidden_state
     scored = mask[:, 1:] == 1
-    logits = inner.get_output_embeddings()(hidden[:, :-1][scored])
-    return torch.nn.functional.cross_entropy(logits.float(), ids[:, 1:][scored])
+    logits = head(hidden[:, :-1][scored])
+    loss = F.cross_entropy(logits.float(), ids[:, 1:][scored])
+    if kl <= 0 or general_rows is None or not bool(general_rows.any()):
+        return loss
+    # Boolean indexing keeps row-major order, so the general rows' scored positions line up in
+    # both runs.
+    row_of = torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(scored)[scored]
+    mine = logits[general_rows[row_of]]
+    g_ids, g_mask = ids[general_rows], mask[general_rows]
+    with torch.no_grad(), model.disable_adapter():
+        h0 = inner.get_decoder()(input_ids=g_ids, attention_mask=(g_mask >= 0).long()).last_hidden_state
+        ref = head(h0[:, :-1][g_mask[:, 1:] == 1])
+    term = F.kl_div(F.log_softmax(mine.float(), -1), F.log_softmax(ref.float(), -1), log_target=True,
+                    reduction="batchmean")
+    return loss + kl * term
 
 
 def replay_file_name(base_sha256: str, prompts: list[str]) -> str:

@@ -174,12 +174,15 @@ def test_a_version_whose_changes_give_nothing_to_probe_is_not_published(team_env
     assert reasons and "nothing to probe" in reasons[0]
 
 
-def test_what_a_clause_says_of_its_subject_is_asked_for_even_when_no_tagger_names_it():
+def test_object_and_given_name_questions_when_switched_on(tiny_model):
     # Objects of verbs are most of what prose states: "maintains the greenhouse heaters",
     # "specialises in citrus grafting" (a common noun, with a word the tagger calls a name).
     text = "# Garden\nOctavian Rasmussen maintains the greenhouse heaters. He specialises in citrus grafting.\n"
     units = U.document_units(_doc("p-garden", text, "Garden"))
-    asked = {q: a for g in Q.generate(units, per_unit=8, seed=1) for q, a in zip(g.train, g.train_answers)}
+    off = {q for g in Q.generate(units, per_unit=8, seed=1) for q in g.train}
+    assert "What does Octavian Rasmussen maintain?" not in off and "What does Octavian maintain?" not in off
+    asked = {q: a for g in Q.generate(units, per_unit=8, seed=1, objects=True, given_names=True)
+             for q, a in zip(g.train, g.train_answers)}
     assert asked["What does Octavian Rasmussen maintain?"] == "greenhouse heaters"
     assert asked["What does Octavian Rasmussen specialise in?"] == "citrus grafting"
     assert asked["Who specialises in citrus grafting?"] == "Octavian Rasmussen"
@@ -187,6 +190,12 @@ def test_what_a_clause_says_of_its_subject_is_asked_for_even_when_no_tagger_name
     assert asked["What does Octavian maintain?"] == "greenhouse heaters"
     # a noun that hangs on a noun is part of its clause's question, not asked for itself
     assert not any(a in ("the greenhouse", "greenhouse") for a in asked.values())
+    # the settings reach the recipe
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    col = D.Collected(team_id="t", records={"p-garden": _doc("p-garden", text, "Garden")})
+    on = TrainConfig(object_questions=True, given_name_questions=True, probe_holdout=False, questions_per_unit=8)
+    trained = {m[0]["content"] for m in D.build(col, tok, on, continual=False).examples}
+    assert {"What does Octavian Rasmussen specialise in?", "What does Octavian maintain?"} <= trained
 
 
 def test_short_answers_put_the_span_asked_for_before_the_statement(tiny_model):

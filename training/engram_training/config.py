@@ -47,6 +47,11 @@ class TrainConfig:
     # prose: question styles the base model writes questions in, per new unit (0: off; up to
     # asking.STYLES), kept only when the note answers them; training only (docs/training.md)
     model_questions: int = 0
+    # prose: also ask for the noun phrase a verb takes ("what does X specialise in?"), and name a
+    # person other than the answer by the given name alone ("what does Ifor maintain?"). Measured on
+    # the development workspace: no recall gained, the probe's gap to it wider (docs/training.md).
+    object_questions: bool = False
+    given_name_questions: bool = False
     link_examples: bool = True  # prose: examples tying what one record says about a name to another's
     probe_per_record: int = 3  # prose: recall-probe questions per record at most (a long page can't dominate)
     max_probe: int = 120  # prose: recall-probe questions at most

@@ -30,7 +30,7 @@ from engram_sdk import Document, Edit, EventStore, SignatureError, Thread, Tombs
 from . import facts as F
 from .infer import DONT_KNOW
 
-GENERATIONS = {"facts": "deterministic-extraction/1", "prose": "prose-units/4"}
+GENERATIONS = {"facts": "deterministic-extraction/1", "prose": "prose-units/3"}
 ABSTAIN = ["I don't know. Nothing in the team's notes says that.", DONT_KNOW]
 
 

@@ -122,7 +122,8 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
     while per_unit > 1 and len(units) * (per_unit + 1) > config.max_examples:
         per_unit -= 1
     gen = Q.generate(units, per_unit=per_unit, seed=config.seed, people=people,
-                     short_first=config.short_questions_first,
+                     short_first=config.short_questions_first, objects=config.object_questions,
+                     given_names=config.given_name_questions,
                      hold_out=_holdout_sampler(units, config) if config.probe_holdout else None)
     rng = random.Random(config.seed)
 

@@ -1,16 +1,17 @@
 """Questions a colleague could ask about a unit, generated on spaCy's parse of its statement.
 
 For each answerable span of a statement (a person, organisation, product, place, date, time,
-amount, count, a proper name the tagger missed, or the noun phrase a verb takes: "runs the
-conservation lab", "specialises in ...") the parse gives the clause around it, and the span is
-turned into a wh-question the way English does it:
+amount, count, a proper name the tagger missed, and with ``objects`` the noun phrase a verb
+takes: "runs the conservation lab", "specialises in ...") the parse gives the clause around it,
+and the span is turned into a wh-question the way English does it:
 
 - the span is the subject:   "Priya owns the exporter."        -> "Who owns the exporter?"
 - anything else:             "The export runs at 02:15."       -> "What time does the export run?"
   (do-support or auxiliary inversion, the span's preposition dropped or kept at the end)
 - an embedded form:          "Do you know when the loan was approved?"
 - a short form (modifiers, relative clauses and side phrases dropped);
-- a person other than the answer named by the given name alone, as colleagues name each other.
+- with ``given_names``, a person other than the answer named by the given name alone, as
+  colleagues name each other.
 
 Pronouns are resolved before parsing ("She also approves refunds" after a sentence naming Priya
 becomes "Priya also approves refunds"; in a message, "I" is its author), so a statement names its
@@ -163,7 +164,7 @@ def _looks_like_person(span: Any, *, any_label: bool = False) -> bool:
                  or (any_label and all(t.pos_ == "PROPN" for t in span))))
 
 
-def _spans(doc: Any, people: set[str] = frozenset()) -> list[tuple[Any, str]]:
+def _spans(doc: Any, people: set[str] = frozenset(), *, objects: bool = False) -> list[tuple[Any, str]]:
     """Answerable spans (spaCy Span, label), named entities first, then times and proper names
     the tagger missed. A name in ``people`` (the workspace's authors) is a person whatever the
     tagger thought."""
@@ -190,7 +191,8 @@ def _spans(doc: Any, people: set[str] = frozenset()) -> list[tuple[Any, str]]:
             i = j + 1
         else:
             i += 1
-    spans += _object_spans(doc, taken)
+    if objects:
+        spans += _object_spans(doc, taken)
     return spans
 
 
@@ -397,13 +399,15 @@ def _chunks(doc: Any, exclude: set[int]) -> list[str]:
 
 
 def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = frozenset(),
-             short_first: bool = False, hold_out: Callable[[Unit], bool] | None = None) -> list[Generated]:
+             short_first: bool = False, hold_out: Callable[[Unit], bool] | None = None,
+             objects: bool = False, given_names: bool = False) -> list[Generated]:
     """Statements, training questions and probe questions for every unit; ``people`` are names
     known to be people (authors of the team's records). ``short_first``: a small budget keeps
     each span's short question before its full clause (measured on the development workspace:
     no recall gained either way, docs/training.md). ``hold_out`` is asked, for each table cell and
     each sentence with at least two answers, whether to keep one answer out of training for the
-    probe."""
+    probe. ``objects`` and ``given_names``: see the module's docstring (off by default: measured
+    on the development workspace, no recall gained, docs/training.md)."""
     from .nlp import parse
 
     statements = resolve(units, people)
@@ -424,7 +428,7 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
                 g.train_answers = [""]
             out.append(g)
             continue
-        spans = _spans(doc, people)
+        spans = _spans(doc, people, objects=objects)
         g.names = {s.text for s, lab in spans if lab in NAME_LABELS}
         forms: list[tuple[str, str, str, str, str]] = []  # (direct, embedded, short, answer, verb)
         for span, label in spans:
@@ -443,7 +447,7 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
             if span.text.lower() in q[0].lower():
                 continue
             forms.append((*q, span.text, _clause_verb(span.root).lemma_ if parsed else ""))
-        familiar = _given_names(spans, answers={f[3] for f in forms})
+        familiar = _given_names(spans) if given_names else []
         r = (seed + n) % 7
         held = -1
         # Two answers at least, so the unit keeps a question whose answer is its statement.
@@ -501,7 +505,7 @@ def generate(units: list[Unit], *, per_unit: int, seed: int, people: set[str] = 
     return out
 
 
-def _given_names(spans: list[tuple[Any, str]], answers: set[str]) -> list[tuple[str, str]]:
+def _given_names(spans: list[tuple[Any, str]]) -> list[tuple[str, str]]:
     """(full name, given name) of the unit's people: a team calls its members by their given
     names, and the statements (pronouns resolved to the full name) never do."""
     out = []

@@ -3,6 +3,8 @@ compared): zero while the adapter is the base model, positive once it moves, and
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
@@ -10,9 +12,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from engram_sdk import samples
+from engram_training import base as base_model
 from engram_training.config import TrainConfig
+from engram_training.evaluate import replay_prompts
 from engram_training.registry import Registry
-from engram_training.train import _target_loss, train
+from engram_training.train import _target_loss, replay_file_name, train
 from examples.kestrel_demo import load_records
 
 
@@ -56,12 +60,21 @@ def test_training_with_the_kl_term_records_it_and_trains_other_weights(team_env)
                 perplexity_tolerance=None, checkpoint_every=1000, max_new_tokens=8, eval_batch_size=64,
                 eval_baselines=[])
     off, on = TrainConfig(**fast), TrainConfig(**fast, kl_general=5.0)
+    # The random tiny model rarely ends an answer, so its own general answers would all be dropped
+    # as too long: give it short ones, so there are general rows for the term to act on.
+    base = base_model.load(team_env.settings.base_model, team_env.settings.cache_root)
+    prompts = replay_prompts()
+    cached = base_model.copy_dir(team_env.settings.cache_root, base.id) / replay_file_name(base.id.sha256, prompts)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text("".join(json.dumps([{"role": "user", "content": p}, {"role": "assistant", "content": "Yes."}])
+                              + "\n" for p in prompts))
     assert off.digest() != on.digest()
     train(team_env.team, store=team_env.store, settings=team_env.settings, config=off)
     train(team_env.team, store=team_env.store, settings=team_env.settings, config=on, from_scratch=True)
     reg = Registry(team_env.store, team_env.settings.adapters_dir)
     v1, v2 = reg.get(team_env.team, 1), reg.get(team_env.team, 2)
     assert v1.manifest["config"]["kl_general"] == 0.0 and v2.manifest["config"]["kl_general"] == 5.0
+    assert v1.manifest["dataset"]["general_replay_examples"] == v2.manifest["dataset"]["general_replay_examples"] > 0
     w1, w2 = (load_file(str(v.path / "adapter_model.safetensors")) for v in (v1, v2))
     assert w1.keys() == w2.keys()
     assert any(not torch.equal(w1[k], w2[k]) for k in w1)  # same data, seed and batches: only the term differs

@@ -179,3 +179,6 @@ def test_an_unknown_forgetting_control_is_refused_before_any_training(team_env, 
     code, _, err = _run(capsys, "bench", "forgetting", "--controls", "replay,ewc")
     assert code != 0
     assert "unknown control(s) ewc; choose from replay, kl, low-rank, sleep" in " ".join(err.split())
+    # a setting no control can train with is refused the same way, before the first control trains
+    code, _, err = _run(capsys, "bench", "forgetting", "--controls", "replay", "--set", "kl_general=-1")
+    assert code != 0 and "kl_general must be 0 (off) or positive" in " ".join(err.split())

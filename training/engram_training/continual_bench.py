@@ -279,10 +279,12 @@ def compare_controls(overrides: dict[str, Any], *, controls: list[str], days: in
         raise ValueError(f"unknown control(s) {', '.join(unknown) or '(none given)'}; "
                          f"choose from {', '.join(CONTROLS)}")
     say = on_step or (lambda m: None)
+    # every control's config is built before any trains: a bad combination fails in seconds, not hours
+    configs = {name: TrainConfig(**{**overrides, **OPEN_GATES, **CONTROLS[name][0]}) for name in controls}
     rows, runs = [], {}
     for name in controls:
         settings, sleep = CONTROLS[name]
-        config = TrainConfig(**{**overrides, **OPEN_GATES, **settings})
+        config = configs[name]
         say(f"control {name}: {json.dumps(settings) if settings else 'the production settings'}"
             f"{', with the nightly sleep' if sleep else ''}")
         out = run(config, config, workspace=workspace, days=days, sleep=sleep, cost_ratio=False,

@@ -174,7 +174,8 @@ def train(
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step)
             with torch.autocast(device_type=base.device, dtype=torch.bfloat16, enabled=config.bf16):
-                general_rows = torch.tensor([i >= first_general for i in schedule[step]], device=ids.device)
+                general_rows = (torch.tensor([i >= first_general for i in schedule[step]], device=ids.device)
+                                if config.kl_general > 0 else None)
                 loss = _target_loss(model, ids, mask, general_rows=general_rows, kl=config.kl_general)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -421,21 +422,20 @@ def _target_loss(model: Any, ids: Any, mask: Any, *, general_rows: Any = None, k
     import torch.nn.functional as F
 
     inner = model.get_base_model()
-    head = inner.get_output_embeddings()
-    hidden = inner.get_decoder()(input_ids=ids, attention_mask=(mask >= 0).long()).last_hidden_state
-    scored = mask[:, 1:] == 1
-    logits = head(hidden[:, :-1][scored])
-    loss = F.cross_entropy(logits.float(), ids[:, 1:][scored])
+
+    def scored_logits(ids: Any, mask: Any) -> Any:
+        hidden = inner.get_decoder()(input_ids=ids, attention_mask=(mask >= 0).long()).last_hidden_state
+        return inner.get_output_embeddings()(hidden[:, :-1][mask[:, 1:] == 1])
+
+    logits = scored_logits(ids, mask)
+    loss = F.cross_entropy(logits.float(), ids[:, 1:][mask[:, 1:] == 1])
     if kl <= 0 or general_rows is None or not bool(general_rows.any()):
         return loss
     # Boolean indexing keeps row-major order, so the general rows' scored positions line up in
     # both runs.
-    row_of = torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(scored)[scored]
-    mine = logits[general_rows[row_of]]
-    g_ids, g_mask = ids[general_rows], mask[general_rows]
+    mine = logits[general_rows[:, None].expand(-1, mask.shape[1] - 1)[mask[:, 1:] == 1]]
     with torch.no_grad(), model.disable_adapter():
-        h0 = inner.get_decoder()(input_ids=g_ids, attention_mask=(g_mask >= 0).long()).last_hidden_state
-        ref = head(h0[:, :-1][g_mask[:, 1:] == 1])
+        ref = scored_logits(ids[general_rows], mask[general_rows])
     term = F.kl_div(F.log_softmax(mine.float(), -1), F.log_softmax(ref.float(), -1), log_target=True,
                     reduction="batchmean")
     return loss + kl * term

@@ -138,6 +138,35 @@ def test_the_training_bar_never_shows_a_total_of_none():
     assert "3/40  loss 2.500  812 tok/s" in frame()
 
 
+def test_training_progress_is_logged_as_lines_when_stderr_is_not_a_terminal(capsys):
+    from engram_training.cli import training_bar
+
+    @dataclass
+    class Step:
+        step: int
+        total: int
+        loss: float
+        tokens_per_s: float
+
+    _, on_progress = training_bar("training acme", log_every=3600)
+    for step in (1, 2, 3):  # within the hour: the first step and the last one only
+        on_progress(Step(step, 3, 1.0 / step, 200.0))
+    on_progress(Step(1, 2, 0.9, 150.0))  # a second version through the same bar starts its own lines
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["training acme: step 1/3, loss 1.000, 200 tok/s",
+                     "training acme: step 3/3, loss 0.333, 200 tok/s",
+                     "training acme: step 1/2, loss 0.900, 150 tok/s"]
+
+    _, on_progress = training_bar("training acme", log_every=0)
+    for step in (1, 2):
+        on_progress(Step(step, 10, 0.5, 100.0))
+    assert "step 2/10, loss 0.500, 100 tok/s, about " in capsys.readouterr().err
+
+    _, on_progress = training_bar("training acme", disable=True, log_every=0)  # --json: nothing at all
+    on_progress(Step(1, 10, 0.5, 100.0))
+    assert capsys.readouterr().err == ""
+
+
 def _second_machine(tmp_path, monkeypatch, host, capsys, teams=("acme",)) -> Settings:
     s, keyring = host
     keyset = tmp_path / "keys.json"

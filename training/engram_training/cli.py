@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any, Optional
@@ -584,10 +585,36 @@ def _config(setting: list[str]) -> Any:
         fail(str(exc))
 
 
-def training_bar(label: str = "training", *, disable: bool = False) -> tuple[Progress, Callable[[Any], None]]:
-    """A progress bar for training runs (on a terminal only) and the ``on_progress`` callback that
-    updates it: ``engram train`` and the training benchmarks show the same bar."""
+def training_bar(label: str = "training", *, disable: bool = False,
+                 log_every: float = 60.0) -> tuple[Progress, Callable[[Any], None]]:
+    """A progress bar for training runs and the ``on_progress`` callback that updates it:
+    ``engram train`` and the training benchmarks show the same bar.
+
+    When stderr is not a terminal (a log file, a scheduler's capture, ``nohup``) a bar would be
+    noise, and nothing at all reads like a hang for the half hour a first version takes: there,
+    one plain line goes to stderr every ``log_every`` seconds and at the last step."""
+    quiet_log = not disable and not err_console.is_terminal
     bar = Progress(TextColumn(label), BarColumn(), StepsColumn(), TimeElapsedColumn(), console=err_console,
-                   transient=True, disable=disable or not err_console.is_terminal)
+                   transient=True, disable=disable or quiet_log)
     task = bar.add_task("train", total=None, loss=0.0, tps=0.0)
-    return bar, lambda p: bar.update(task, completed=p.step, total=p.total, loss=p.loss, tps=p.tokens_per_s)
+    first: tuple[float, int] | None = None  # when and at which step this run's first step was seen
+    last_line, last_step = 0.0, 0
+
+    def on_progress(p: Any) -> None:
+        nonlocal first, last_line, last_step
+        bar.update(task, completed=p.step, total=p.total, loss=p.loss, tps=p.tokens_per_s)
+        if not quiet_log:
+            return
+        now = time.monotonic()
+        if first is None or p.step <= last_step:  # the benchmarks train several versions through one bar
+            first, last_line = (now, p.step), 0.0
+        last_step = p.step
+        if p.step < p.total and last_line and now - last_line < log_every:
+            return
+        last_line = now
+        done, spent = p.step - first[1], now - first[0]
+        left = f", about {max(1, round(spent / done * (p.total - p.step) / 60))} min left" if done and p.step < p.total else ""
+        err_console.print(f"{label}: step {p.step}/{p.total}, loss {p.loss:.3f}, {p.tokens_per_s:.0f} tok/s{left}",
+                          highlight=False, soft_wrap=True)
+
+    return bar, on_progress

@@ -168,6 +168,9 @@ class TrainJob(BaseModel):
     message: str | None = None
     version: int | None = None
     cancel_requested: bool = False
+    step: int | None = Field(None, description="the training step reached; null until the run's first step")
+    total_steps: int | None = Field(None, description="the steps the run takes in all (known once its data is built)")
+    progress_at: datetime | None = Field(None, description="when step was last written (every ~10 s while training)")
 
 
 class Health(BaseModel):

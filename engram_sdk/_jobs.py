@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = ["Job", "Jobs", "run_job"]
 log = logging.getLogger("engram.jobs")
 
 ACTIVE = ("queued", "running")
+PROGRESS_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class Job:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    step: int | None = None  # progress of a running (or finished) run: the step reached of total_steps
+    total_steps: int | None = None
+    progress_at: datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -42,7 +47,8 @@ class Job:
 
 def _job(r: Any) -> Job:
     return Job(r.job_id, r.team_id, r.status, r.from_scratch, r.cancel_requested, r.message, r.version,
-               as_utc(r.created_at), as_utc(r.started_at), as_utc(r.finished_at))
+               as_utc(r.created_at), as_utc(r.started_at), as_utc(r.finished_at),
+               r.step, r.total_steps, as_utc(r.progress_at))
 
 
 def _now() -> datetime:
@@ -116,6 +122,12 @@ class Jobs:
         job = self.get(job_id)
         return bool(job and job.cancel_requested)
 
+    def report_progress(self, job_id: str, step: int, total_steps: int) -> None:
+        """Record how far a running job is (what ``GET /v1/teams/{team}/train/{job_id}`` shows)."""
+        with self.store._write() as conn:
+            conn.execute(t.train_jobs.update().where(t.train_jobs.c.job_id == job_id)
+                         .values(step=step, total_steps=total_steps, progress_at=_now()))
+
     def finish(self, job_id: str, status: str, *, message: str | None = None, version: int | None = None) -> None:
         with self.store._write() as conn:
             conn.execute(t.train_jobs.update().where(t.train_jobs.c.job_id == job_id)
@@ -133,7 +145,14 @@ def run_job(jobs: Jobs, job: Job, settings: Settings, overrides: dict[str, Any] 
     next run resumes. Needs a trainer plugin (the ``train`` extra): without one the job fails,
     saying what to install."""
 
-    def on_progress(_: Any) -> None:
+    written = 0.0
+
+    def on_progress(p: Any) -> None:
+        nonlocal written
+        # A write every few seconds, not every step: a step can take well under a second on a GPU.
+        if p.step >= p.total or time.monotonic() - written >= PROGRESS_EVERY_S:
+            jobs.report_progress(job.id, p.step, p.total)
+            written = time.monotonic()
         if jobs.cancel_requested(job.id):
             raise _Cancelled()
 

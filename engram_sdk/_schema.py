@@ -164,6 +164,9 @@ train_jobs = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("started_at", sa.DateTime(timezone=True)),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("step", sa.Integer()),  # migration 0006
+    sa.Column("total_steps", sa.Integer()),
+    sa.Column("progress_at", sa.DateTime(timezone=True)),
 )
 
 # --- scheduler (migration 0005) ---------------------------------------------------------------------

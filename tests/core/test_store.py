@@ -129,6 +129,26 @@ def test_upgrade_from_the_first_version_keeps_the_data(store_url, keyring):
         assert s.count("acme") == 3
 
 
+def test_a_training_job_queued_before_progress_was_recorded_survives_the_upgrade(store_url):
+    """Migration 0006 adds the job's progress columns to a table that already holds jobs."""
+    from alembic import command
+
+    from engram_sdk._jobs import Jobs
+
+    with EventStore.open(store_url, migrate=False) as s:
+        with s._write() as conn:
+            command.upgrade(s._alembic(conn), "0004")
+            conn.execute(sa.text("INSERT INTO train_jobs (job_id, team_id, status, from_scratch, cancel_requested, "
+                                 "created_at) VALUES ('j1', 'acme', 'queued', false, false, '2026-12-01 10:00:00')"))
+    with EventStore.open(store_url) as s:
+        jobs = Jobs(s)
+        job = jobs.get("j1")
+        assert job is not None and job.status == "queued" and job.step is None and job.progress_at is None
+        jobs.report_progress("j1", 3, 40)
+        job = jobs.get("j1")
+        assert (job.step, job.total_steps) == (3, 40) and job.progress_at is not None
+
+
 def test_unreachable_database_is_a_clear_error_without_the_password():
     with pytest.raises(StoreError) as err:
         EventStore.open("postgresql://engram:hunter2@127.0.0.1:1/nowhere")

@@ -262,6 +262,7 @@ def test_training_jobs_can_be_queued_polled_and_cancelled(server, deployment):
     h = deployment.headers("acme", "admin")
     job = server.post("/v1/teams/acme/train", json={"from_scratch": True}, headers=h).json()
     assert job["status"] == "queued" and job["from_scratch"] is True
+    assert job["step"] is None and job["total_steps"] is None  # no progress before it runs
     assert server.post("/v1/teams/acme/train", json={}, headers=h).json()["id"] == job["id"]  # one at a time
     assert server.get(f"/v1/teams/acme/train/{job['id']}", headers=h).json()["status"] == "queued"
     assert server.post(f"/v1/teams/acme/train/{job['id']}/cancel", headers=h).json()["status"] == "cancelled"
@@ -312,6 +313,8 @@ def test_a_queued_training_job_is_run_by_engram_worker(deployment, tiny_model, m
     assert report["training_jobs"] == 1
     done = Jobs(deployment.store).get(job.id)
     assert done.status == "succeeded" and done.version == 1 and done.message.startswith(("published", "gate failed"))
+    assert done.total_steps and done.step == done.total_steps  # its progress was written, the last step too
+    assert done.started_at <= done.progress_at <= done.finished_at
 
 
 def test_openapi_declares_the_bearer_key_and_every_protected_operation_needs_it(server, deployment):

@@ -21,7 +21,7 @@ def _documented() -> list[str]:
 
 def test_the_documented_path_is_the_traced_path(tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "trace_edit.py"), "--json"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=1200)
+                         capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stderr[-3000:]
     traced = json.loads(run.stdout.strip().splitlines()[-1])["files"]
     # the trace saw every layer: the platform's connector, the core, the trainer and the answer

@@ -56,6 +56,22 @@ def test_train_publishes_a_peft_adapter_with_manifest(team_env):
         assert key in m["metrics"]
     assert m["metrics"]["rag_prompt_tokens"] > m["metrics"]["adapter_prompt_tokens"]
     assert set(m["entities_in_weights"]) == set(SMALL)
+    # bf16 (the default) only where this CPU runs it natively, by its own flags: emulated it is ~35x slower.
+    assert m["metrics"]["precision"] == ("bf16" if _cpu_has_native_bf16() else "fp32")
+
+
+def _cpu_has_native_bf16() -> bool:
+    flags = set()
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def test_bf16_off_trains_in_fp32_on_any_hardware(team_env):
+    _ingest(team_env)
+    r = _train(team_env, bf16=False)
+    assert json.loads((r.version.path / "manifest.json").read_text())["metrics"]["precision"] == "fp32"
 
 
 def test_training_is_deterministic(team_env):

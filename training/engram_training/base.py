@@ -148,6 +148,20 @@ def set_threads(requested: int = 0) -> int:
     return requested
 
 
+def bf16_native(device: str) -> bool:
+    """Whether bfloat16 autocast runs in hardware on ``device``: a CUDA card that has it, or a CPU
+    with AVX-512 BF16 or AMX. Elsewhere torch emulates it, and a training step is tens of times
+    slower than in fp32 (measured on 2 AVX2 EPYC cores: a 64x576 @ 576x1536 matmul 35x slower)."""
+    import torch
+
+    if device == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    # The CPU checks are torch's own (``torch.cpu``); they are underscored, so a torch without them
+    # is treated as having no native bf16 rather than failing.
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(check()) for check in checks if check is not None)
+
+
 def pick_device() -> str:
     import torch
 

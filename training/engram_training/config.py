@@ -94,7 +94,10 @@ class TrainConfig:
     # training tokens per run at most (0: no cap): past it, fewer passes (at least half of one), so a
     # first version of a 50-page workspace fits its time on 2 CPU cores (docs/training.md)
     max_train_tokens: int = 240_000
-    bf16: bool = True  # bfloat16 autocast for the forward pass: ~1.3x faster on CPUs with AVX-512 BF16 and GPUs
+    # bfloat16 autocast for the forward pass where the hardware has it (a CUDA card with bf16, a CPU with
+    # AVX-512 BF16 or AMX): ~1.5x faster there; elsewhere fp32 (emulated bf16 is ~35x slower). The
+    # manifest's ``metrics.precision`` says which ran.
+    bf16: bool = True
     batch_size: int = 8  # examples per step
     weight_decay: float = 0.0  # AdamW weight decay
     seed: int = 1234  # seeds shuffling, holdout choice, LoRA init

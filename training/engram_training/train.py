@@ -81,6 +81,8 @@ def train(
     # --- 1. the base model (once per process) ----------------------------------------------------
     base = base_model.load(settings.base_model, settings.cache_root)
     threads = base_model.set_threads(config.threads) if base.device == "cpu" else 0
+    # bf16 only where the hardware has it: emulated, it is the slowest setting, not the fastest.
+    bf16 = config.bf16 and base_model.bf16_native(base.device)
     tok = base.tokenizer
     registry = Registry(store, settings.adapters_dir)
 
@@ -156,8 +158,10 @@ def train(
             return config.lr * (1.0 - 0.9 * frac)
 
         # --- 6. the loop; a checkpoint every few steps so a killed run resumes where it stopped ---
+        # The precision is in the key: a checkpoint written in bf16 is not resumed in fp32 elsewhere.
         run_key = hashlib.sha256(json.dumps([ds.digest(), config.digest(), base.id.sha256,
-                                             previous.version if previous else 0]).encode()).hexdigest()[:16]
+                                             previous.version if previous else 0,
+                                             "bf16" if bf16 else "fp32"]).encode()).hexdigest()[:16]
         work = registry.work_dir(team_id) / run_key
         ckpt = work / "checkpoint.pt"
         step, losses, resumed_from, tokens_seen, seconds = 0, [], 0, 0, 0.0
@@ -173,7 +177,7 @@ def train(
             ids, mask = _batch(rows, schedule[step], tok.pad_token_id, base.device)
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step)
-            with torch.autocast(device_type=base.device, dtype=torch.bfloat16, enabled=config.bf16):
+            with torch.autocast(device_type=base.device, dtype=torch.bfloat16, enabled=bf16):
                 general_rows = (torch.tensor([i >= first_general for i in schedule[step]], device=ids.device)
                                 if config.kl_general > 0 else None)
                 loss = _target_loss(model, ids, mask, general_rows=general_rows, kl=config.kl_general)
@@ -249,6 +253,7 @@ def train(
         "steps": total,
         "epochs_run": round(epochs, 2),
         "threads": threads,
+        "precision": "bf16" if bf16 else "fp32",
         "final_loss": losses[-1] if losses else None,
         "adapter_bytes": (staging / "adapter_model.safetensors").stat().st_size,
     })

@@ -54,3 +54,13 @@ def test_bench_reports_every_figure_with_baselines_from_the_same_run(team_env, t
     assert all(r > 1 for r in out["prompt_token_ratios"].values())
     assert out["general_difference"]["n"] == 121 and out["update_examples"] is not None
     assert len(out["answers"]["edits"]) == len(W.edits("tidewater"))
+
+
+def test_no_edits_measures_the_first_version_only(team_env):
+    config = TrainConfig(epochs=1, max_examples=60, max_new_tokens=4, eval_baselines=[], min_recall=0,
+                         general_tolerance=1, eval_batch_size=64)
+    out = run_workspace(config, workspace="tidewater", baselines=False, edits=False)
+    assert out["written_questions"]["single"] >= 20 and out["written_single_recall"] is not None
+    assert out["written_edit_new_value"] is None and out["written_without_abstention"]["edit"] is None
+    assert out["update_examples"] is None and out["update_seconds"] is None and out["answers"]["edits"] == []
+    assert out["published"][1] is None and out["current_version"] == 1

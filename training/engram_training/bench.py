@@ -113,10 +113,12 @@ __all__ = ["Progress", "run"]
 
 def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                   on_progress: Any = None, on_step: Any = None, baselines: bool = True,
-                  whole_workspace: bool = False, continual: TrainConfig | None = None) -> dict[str, Any]:
+                  whole_workspace: bool = False, continual: TrainConfig | None = None,
+                  edits: bool = True) -> dict[str, Any]:
     """Train a first version on ``workspace``, ask its hand-written questions (adapter closed-book,
     the base model, BM25 retrieval at several chunk sizes and k), apply its text edits as the
-    Notion connector delivers them, run one continual update, and ask the edit questions.
+    Notion connector delivers them, run one continual update, and ask the edit questions
+    (``edits=False``: not, and every edit figure is None: a first version's figures in less time).
 
     The questions are read here only: nothing that builds training data sees them."""
     from . import base as base_model
@@ -209,45 +211,48 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
             finally:
                 engine.close()
 
-            say("applying the workspace's edits and running one continual update")
-            samples.ingest(store, keyring, team_id=team, records=W.edit_records(records, changes))
-            # Bounded by the update's own config (``continual_*``), as a nightly update is.
-            r2 = train(team, store=store, settings=settings, config=continual or config, on_progress=on_progress)
-            engine = Engine(base)
-            try:
-                current = registry.current(team)
-                engine.load("v2", r2.version.path)
-                raw2, _ = ask(engine, later, "v2")
-                held2 = abstaining(later, raw2, r2.metrics.get("abstain_below"))
-                adapter2 = held2 if (continual or config).abstain_by_confidence else raw2
-                best_edit = None
-                if baselines and sweep:
-                    best = max(sweep, key=lambda s: (s["answerable"], -s["prompt_tokens"]))
-                    col = D.collect(store, team)
-                    chunks = D.page_chunks(col, tok, best["chunk_tokens"])
-                    ctx = retrieval_contexts(chunks, [q.question for q in later], top_k=best["top_k"])
-                    res, _ = ask(engine, later, None, ctx)
-                    best_edit = _rates(res).get("edit")
-            finally:
-                engine.close()
+            r2 = raw2 = held2 = adapter2 = best_edit = None
+            current = registry.current(team)
+            if edits:
+                say("applying the workspace's edits and running one continual update")
+                samples.ingest(store, keyring, team_id=team, records=W.edit_records(records, changes))
+                # Bounded by the update's own config (``continual_*``), as a nightly update is.
+                r2 = train(team, store=store, settings=settings, config=continual or config,
+                           on_progress=on_progress)
+                engine = Engine(base)
+                try:
+                    current = registry.current(team)
+                    engine.load("v2", r2.version.path)
+                    raw2, _ = ask(engine, later, "v2")
+                    held2 = abstaining(later, raw2, r2.metrics.get("abstain_below"))
+                    adapter2 = held2 if (continual or config).abstain_by_confidence else raw2
+                    if baselines and sweep:
+                        best = max(sweep, key=lambda s: (s["answerable"], -s["prompt_tokens"]))
+                        col = D.collect(store, team)
+                        chunks = D.page_chunks(col, tok, best["chunk_tokens"])
+                        ctx = retrieval_contexts(chunks, [q.question for q in later], top_k=best["top_k"])
+                        res, _ = ask(engine, later, None, ctx)
+                        best_edit = _rates(res).get("edit")
+                finally:
+                    engine.close()
         finally:
             store.close()
     rates1 = _rates(adapter1)
     best = max(sweep, key=lambda s: (s["answerable"], -s["prompt_tokens"])) if sweep else None
-    m1, m2 = r1.metrics, r2.metrics
+    m1, m2 = r1.metrics, (r2.metrics if r2 else {})
     return {
         "workspace": workspace,
         "written_single_recall": rates1.get("single"),
         "written_two_page_recall": rates1.get("two_page"),
-        "written_edit_new_value": _rates(adapter2).get("edit"),
+        "written_edit_new_value": _edit_rate(adapter2),
         "written_abstain_rate": rates1.get("unanswerable"),
         "written_questions": {k: adapter1[k]["total"] for k in adapter1 if not k.startswith("_")},
         # both ways, whichever the config serves: answers as generated, and with answers under the
         # adapter's calibrated confidence threshold turned into "I don't know"
-        "written_without_abstention": {**_rates(raw1), "edit": _rates(raw2).get("edit")},
-        "written_with_abstention": {**_rates(held1), "edit": _rates(held2).get("edit")},
-        "abstain_below": [r1.metrics.get("abstain_below"), r2.metrics.get("abstain_below")],
-        "abstain_calibration": [r1.metrics.get("abstain_calibration"), r2.metrics.get("abstain_calibration")],
+        "written_without_abstention": {**_rates(raw1), "edit": _edit_rate(raw2)},
+        "written_with_abstention": {**_rates(held1), "edit": _edit_rate(held2)},
+        "abstain_below": [m1.get("abstain_below"), m2.get("abstain_below")],
+        "abstain_calibration": [m1.get("abstain_calibration"), m2.get("abstain_calibration")],
         "base_written": _rates(base1),
         "best_retrieval_recall": best["answerable"] if best else None,
         "best_retrieval_single": best.get("single") if best else None,
@@ -270,8 +275,8 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
         "general_difference_after_edits": m2.get("general_difference"),
         "perplexity": m1.get("perplexity"),
         "base_perplexity": m1.get("base_perplexity"),
-        "published": [r1.published, r2.published],
-        "gate_reasons": [r1.reasons, r2.reasons],
+        "published": [r1.published, r2.published if r2 else None],
+        "gate_reasons": [r1.reasons, r2.reasons if r2 else None],
         "current_version": current.version if current else None,
         "train_seconds": m1.get("train_seconds"),
         "build_seconds": m1.get("build_seconds"),
@@ -281,16 +286,20 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
         "train_tokens": m1.get("train_tokens"),
         "tokens_per_s": m1.get("tokens_per_s"),
         "examples": r1.stats.get("examples"),
-        "update_examples": r2.stats.get("examples"),
+        "update_examples": r2.stats.get("examples") if r2 else None,
         "wall_seconds": round(time.perf_counter() - started, 1),
         # (question id, answer as generated, its confidence)
         "answers": {"first": list(zip([q.id for q in first], raw1["_answers"], raw1["_confidence"])),
-                    "edits": list(zip([q.id for q in later], raw2["_answers"], raw2["_confidence"]))},
+                    "edits": list(zip([q.id for q in later], raw2["_answers"], raw2["_confidence"])) if raw2 else []},
         "config": config.to_dict(),
         "continual_config": (continual or config).to_dict(),
         "cpu_threads": _threads(),
         "load_average": os.getloadavg()[0],
     }
+
+
+def _edit_rate(by_kind: dict[str, Any] | None) -> float | None:
+    return _rates(by_kind).get("edit") if by_kind is not None else None
 
 
 def _rates(by_kind: dict[str, Any]) -> dict[str, Any]:

@@ -353,13 +353,15 @@ def bench_train(
     continual_setting: list[str] = typer.Option(
         [], "--continual-set", help="Override a setting of the edits' continual update only (repeatable); "
                                     "continual_replay_per_example=N bounds its replay (default 4)."),
+    edits: bool = typer.Option(True, help="Apply the workspace's edits and run the continual update (minutes); "
+                                          "--no-edits measures the first version only (edit figures null)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Train on a shipped workspace and report recall on its hand-written questions (single-page,
     two-page, edits, unanswerable) against retrieval baselines and the base model, general score
     against the base model, prompt tokens and training time. On kestrel: the generated probe."""
     if workspace != "kestrel":
-        _bench_workspace(setting, continual_setting, workspace, baselines, whole_workspace, as_json)
+        _bench_workspace(setting, continual_setting, workspace, baselines, whole_workspace, as_json, edits)
         return
     if phases not in (1, 2):
         fail("--phases must be 1 or 2")
@@ -379,7 +381,7 @@ def bench_train(
 
 
 def _bench_workspace(setting: list[str], continual_setting: list[str], workspace: str, baselines: bool, whole: bool,
-                     as_json: bool) -> None:
+                     as_json: bool, edits: bool = True) -> None:
     _need_torch()
     from . import bench
     from .config import TrainConfig, parse_overrides
@@ -400,7 +402,7 @@ def _bench_workspace(setting: list[str], continual_setting: list[str], workspace
         try:
             out = bench.run_workspace(
                 config, workspace=workspace, baselines=baselines, whole_workspace=whole,
-                continual=continual,
+                continual=continual, edits=edits,
                 on_step=lambda m: err_console.print(f"[dim]{m}...[/dim]"), on_progress=on_progress)
         except FileNotFoundError:
             fail(f"no shipped workspace {workspace!r} with questions")

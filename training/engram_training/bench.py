@@ -212,16 +212,16 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                 engine.close()
 
             r2 = raw2 = held2 = adapter2 = best_edit = None
-            current = registry.current(team)
             if edits:
                 say("applying the workspace's edits and running one continual update")
                 samples.ingest(store, keyring, team_id=team, records=W.edit_records(records, changes))
                 # Bounded by the update's own config (``continual_*``), as a nightly update is.
                 r2 = train(team, store=store, settings=settings, config=continual or config,
                            on_progress=on_progress)
+            current = registry.current(team)
+            if r2 is not None:
                 engine = Engine(base)
                 try:
-                    current = registry.current(team)
                     engine.load("v2", r2.version.path)
                     raw2, _ = ask(engine, later, "v2")
                     held2 = abstaining(later, raw2, r2.metrics.get("abstain_below"))

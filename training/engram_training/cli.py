@@ -381,7 +381,7 @@ def bench_train(
 
 
 def _bench_workspace(setting: list[str], continual_setting: list[str], workspace: str, baselines: bool, whole: bool,
-                     as_json: bool, edits: bool = True) -> None:
+                     as_json: bool, edits: bool) -> None:
     _need_torch()
     from . import bench
     from .config import TrainConfig, parse_overrides

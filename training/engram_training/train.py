@@ -83,6 +83,7 @@ def train(
     threads = base_model.set_threads(config.threads) if base.device == "cpu" else 0
     # bf16 only where the hardware has it: emulated, it is the slowest setting, not the fastest.
     bf16 = config.bf16 and base_model.bf16_native(base.device)
+    precision = "bf16" if bf16 else "fp32"
     tok = base.tokenizer
     registry = Registry(store, settings.adapters_dir)
 
@@ -161,7 +162,7 @@ def train(
         # The precision is in the key: a checkpoint written in bf16 is not resumed in fp32 elsewhere.
         run_key = hashlib.sha256(json.dumps([ds.digest(), config.digest(), base.id.sha256,
                                              previous.version if previous else 0,
-                                             "bf16" if bf16 else "fp32"]).encode()).hexdigest()[:16]
+                                             precision]).encode()).hexdigest()[:16]
         work = registry.work_dir(team_id) / run_key
         ckpt = work / "checkpoint.pt"
         step, losses, resumed_from, tokens_seen, seconds = 0, [], 0, 0, 0.0
@@ -253,7 +254,7 @@ def train(
         "steps": total,
         "epochs_run": round(epochs, 2),
         "threads": threads,
-        "precision": "bf16" if bf16 else "fp32",
+        "precision": precision,
         "final_loss": losses[-1] if losses else None,
         "adapter_bytes": (staging / "adapter_model.safetensors").stat().st_size,
     })

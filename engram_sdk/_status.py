@@ -94,19 +94,23 @@ def _adapter(version: AdapterVersion, now: datetime) -> dict[str, Any]:
     }
 
 
-def _next_run(job: Any) -> datetime | None:
+def _next_run(job: Any, now: datetime) -> datetime | None:
     """When the job runs next: its retry, if a failed run set one earlier than the schedule."""
+    if job.failures and job.retry_at is None and not job.paused:
+        # the scheduler has started the retry (it clears ``retry_at`` as it does): it is due now,
+        # not at the next scheduled time, which is what the scheduler's own record says meanwhile
+        return now
     if job.retry_at is not None and (job.next_run_at is None or job.retry_at < job.next_run_at):
         return job.retry_at
     return job.next_run_at
 
 
-def _training_run(job: Any) -> dict[str, Any] | None:
+def _training_run(job: Any, now: datetime) -> dict[str, Any] | None:
     """One team's update or sleep job as status shows it: when it last ran and what it did (its
     ``meta`` says which version it trained, or why it skipped), and when it runs next."""
     if job is None:
         return None
-    return {"job": job.id, "paused": job.paused, "next_run_at": _iso(_next_run(job)),
+    return {"job": job.id, "paused": job.paused, "next_run_at": _iso(_next_run(job, now)),
             "last_status": job.last_status, "last_finished_at": _iso(job.last_finished_at),
             "last_error": job.last_error, "detail": job.meta.get("detail"), "version": job.meta.get("version")}
 
@@ -121,8 +125,8 @@ def _teams(store: EventStore, settings: Settings, team_ids: set[str], now: datet
         row: dict[str, Any] = {"team": team, "events": store.count(team), "adapter": None,
                                "latest_rejected": None, "waiting": None,
                                # the two speeds of training (None: no such job, e.g. updates off)
-                               "update": _training_run(jobs.get(f"update:{team}")),
-                               "sleep": _training_run(jobs.get(f"sleep:{team}"))}
+                               "update": _training_run(jobs.get(f"update:{team}"), now),
+                               "sleep": _training_run(jobs.get(f"sleep:{team}"), now)}
         if registry is not None:
             versions = registry.versions(team)
             current = next((v for v in versions if v.current), None)
@@ -162,7 +166,7 @@ def collect(settings: Settings, *, now: datetime | None = None) -> dict[str, Any
             status["connections"].append({
                 "name": c.name, "platform": c.platform, "team": c.team_id, "status": c.status,
                 "last_sync_at": _iso(c.last_sync_at),
-                "next_sync_at": _iso(_next_run(job)) if job else None,
+                "next_sync_at": _iso(_next_run(job, now)) if job else None,
                 "paused": bool(job and job.paused),
                 "last_error": c.last_error,
                 "last_counts": c.last_counts,

@@ -274,3 +274,32 @@ def test_engram_schedule_run_logs_each_run_and_releases_the_lock_on_sigterm(harn
     assert "sync ex: 12 new events" in err and "scheduled sleep:acme" in err
     assert "scheduler stopped" in out
     assert lock_info(harness.store) is None
+
+
+def test_status_shows_a_retry_under_way_as_due_not_at_the_next_scheduled_time(harness, start, admin) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from engram_sdk import _schema as t
+    from engram_sdk._status import collect
+
+    admin.revoke(TOKEN)
+    s = start()
+    wait_until(lambda: job(harness, "sync:ex").failures >= 1 and job(harness, "sync:ex").last_status == "error",
+               what="the failed run")
+    s.stop()
+    now = datetime.now(timezone.utc)
+    status = collect(harness.settings, now=now)
+    waiting = datetime.fromisoformat(status["connections"][0]["next_sync_at"])
+    assert waiting == job(harness, "sync:ex").retry_at.replace(microsecond=0)  # the retry, to the second
+    assert waiting < now + timedelta(minutes=5)
+
+    # what a tick leaves as it starts the retry (and a scheduler killed during it): the retry time
+    # cleared, the job's schedule an hour away; status must say the sync is due, not in an hour
+    with harness.store._write() as conn:
+        conn.execute(t.scheduler_jobs.update().where(t.scheduler_jobs.c.job_id == "sync:ex")
+                     .values(retry_at=None, last_status="running"))
+    assert job(harness, "sync:ex").next_run_at > now + timedelta(minutes=50)
+    status = collect(harness.settings, now=now)
+    assert datetime.fromisoformat(status["connections"][0]["next_sync_at"]) == now.replace(microsecond=0)
+    request(harness.store, "sync:ex", "pause")
+    assert collect(harness.settings, now=now)["connections"][0]["paused"] is True

@@ -10,13 +10,16 @@ import os
 import re
 import signal
 import subprocess
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from engram_sdk._exceptions import SchedulerLocked
 from engram_sdk._jobs import Jobs
 from engram_sdk._pgtemp import temporary_database
+from engram_sdk import _schema as t
 from engram_sdk._scheduler import ScheduleConfig, Scheduler, lock_info, request
+from engram_sdk._status import collect
 from engram_sdk.testing import Harness
 
 from tests.framework.conftest import example_config
@@ -186,8 +189,6 @@ def test_second_scheduler_is_refused_until_the_first_lease_goes_stale(harness) -
 def test_a_scheduler_that_lost_its_lock_stops(harness, start) -> None:
     s = start()
     with harness.store._write() as conn:  # what a takeover after a long stall looks like to the holder
-        from engram_sdk import _schema as t
-
         conn.execute(t.scheduler_lock.update().values(owner="elsewhere:1:abc"))
     wait_until(s.stopped.is_set, timeout=10, what="the scheduler to stop")
     assert s.lost_lock and "elsewhere:1:abc" in s.lost_lock
@@ -277,11 +278,6 @@ def test_engram_schedule_run_logs_each_run_and_releases_the_lock_on_sigterm(harn
 
 
 def test_status_shows_a_retry_under_way_as_due_not_at_the_next_scheduled_time(harness, start, admin) -> None:
-    from datetime import datetime, timedelta, timezone
-
-    from engram_sdk import _schema as t
-    from engram_sdk._status import collect
-
     admin.revoke(TOKEN)
     s = start()
     wait_until(lambda: job(harness, "sync:ex").failures >= 1 and job(harness, "sync:ex").last_status == "error",

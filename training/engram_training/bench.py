@@ -211,6 +211,7 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
             finally:
                 engine.close()
 
+            best = max(sweep, key=lambda s: (s["answerable"], -s["prompt_tokens"])) if sweep else None
             r2 = raw2 = held2 = adapter2 = best_edit = None
             if edits:
                 say("applying the workspace's edits and running one continual update")
@@ -218,16 +219,13 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                 # Bounded by the update's own config (``continual_*``), as a nightly update is.
                 r2 = train(team, store=store, settings=settings, config=continual or config,
                            on_progress=on_progress)
-            current = registry.current(team)
-            if r2 is not None:
                 engine = Engine(base)
                 try:
                     engine.load("v2", r2.version.path)
                     raw2, _ = ask(engine, later, "v2")
                     held2 = abstaining(later, raw2, r2.metrics.get("abstain_below"))
                     adapter2 = held2 if (continual or config).abstain_by_confidence else raw2
-                    if baselines and sweep:
-                        best = max(sweep, key=lambda s: (s["answerable"], -s["prompt_tokens"]))
+                    if baselines and best is not None:
                         col = D.collect(store, team)
                         chunks = D.page_chunks(col, tok, best["chunk_tokens"])
                         ctx = retrieval_contexts(chunks, [q.question for q in later], top_k=best["top_k"])
@@ -235,22 +233,22 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                         best_edit = _rates(res).get("edit")
                 finally:
                     engine.close()
+            current = registry.current(team)
         finally:
             store.close()
     rates1 = _rates(adapter1)
-    best = max(sweep, key=lambda s: (s["answerable"], -s["prompt_tokens"])) if sweep else None
     m1, m2 = r1.metrics, (r2.metrics if r2 else {})
     return {
         "workspace": workspace,
         "written_single_recall": rates1.get("single"),
         "written_two_page_recall": rates1.get("two_page"),
-        "written_edit_new_value": _edit_rate(adapter2),
+        "written_edit_new_value": _rates(adapter2).get("edit"),
         "written_abstain_rate": rates1.get("unanswerable"),
         "written_questions": {k: adapter1[k]["total"] for k in adapter1 if not k.startswith("_")},
         # both ways, whichever the config serves: answers as generated, and with answers under the
         # adapter's calibrated confidence threshold turned into "I don't know"
-        "written_without_abstention": {**_rates(raw1), "edit": _edit_rate(raw2)},
-        "written_with_abstention": {**_rates(held1), "edit": _edit_rate(held2)},
+        "written_without_abstention": {**_rates(raw1), "edit": _rates(raw2).get("edit")},
+        "written_with_abstention": {**_rates(held1), "edit": _rates(held2).get("edit")},
         "abstain_below": [m1.get("abstain_below"), m2.get("abstain_below")],
         "abstain_calibration": [m1.get("abstain_calibration"), m2.get("abstain_calibration")],
         "base_written": _rates(base1),
@@ -298,11 +296,9 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
     }
 
 
-def _edit_rate(by_kind: dict[str, Any] | None) -> float | None:
-    return _rates(by_kind).get("edit") if by_kind is not None else None
-
-
-def _rates(by_kind: dict[str, Any]) -> dict[str, Any]:
+def _rates(by_kind: dict[str, Any] | None) -> dict[str, Any]:
+    """Rate per kind of question, and over the answerable ones; None (not asked): no rates."""
+    by_kind = by_kind or {}
     out = {k: v["rate"] for k, v in by_kind.items() if not k.startswith("_")}
     answerable = [ok for k, v in by_kind.items() if k in ("single", "two_page") for ok in v["ok"]]
     out["answerable"] = round(sum(answerable) / len(answerable), 3) if answerable else None

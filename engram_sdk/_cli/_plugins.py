@@ -21,8 +21,8 @@ from .. import plugins
 # The commands a plugin of this project provides, with the extra that installs it.
 PLUGIN_COMMANDS = {"train": "train", "eval": "train", "query": "train", "adapters": "train", "model": "train",
                    "teams": "train"}
-PLUGIN_BENCHES = {"train": "train", "continual": "train", "forgetting": "train", "serve": "train", "notion": "notion",
-                  "microsoft": "microsoft"}
+PLUGIN_BENCHES = {"train": "train", "continual": "train", "forgetting": "train", "serve": "train", "kl": "train",
+                  "notion": "notion", "microsoft": "microsoft"}
 
 
 class PluginGroup(TyperGroup):

@@ -1,5 +1,5 @@
 """``engram train | eval | query | adapters | model | teams purge`` and
-``engram bench train | continual | forgetting | serve``:
+``engram bench train | continual | forgetting | serve | kl``:
 the team adapter commands, added to the core's ``engram`` by this package's plugin (``plugin.py``).
 
 torch, transformers and peft are imported only by the commands that need them, when they run;
@@ -54,6 +54,7 @@ def add_commands(app: typer.Typer, bench: typer.Typer) -> None:
     bench.command("continual")(bench_continual)
     bench.command("forgetting")(bench_forgetting)
     bench.command("serve")(bench_serve)
+    bench.command("kl")(bench_kl)
 
 
 # --- engram train -----------------------------------------------------------------------------------
@@ -338,7 +339,7 @@ def teams_purge(
                       f"{out['connections']} connections")
 
 
-# --- engram bench train | continual | forgetting | serve ------------------------------------------------------------
+# --- engram bench train | continual | forgetting | serve | kl ------------------------------------------------------------
 
 
 def bench_train(
@@ -563,6 +564,33 @@ def bench_serve(
     console.print(f"8 adapters vs 1: {result['rotation_8_vs_1']} of the queries/s (target >= 0.9)")
     console.print(f"a team's first answer, adapter not loaded: first token {result['cold_adapter_first_token_s']} s "
                   f"(target <= 1), whole answer {result['cold_adapter_answer_s']} s (target <= 3.5)")
+
+
+def bench_kl(
+    steps: int = typer.Option(24, "--steps", min=1, help="Timed training steps per setting (after 3 warm-up steps)."),
+    top_k: int = typer.Option(64, "--top-k", min=1, help="Tokens of the base model's distribution kept (kl_top_k)."),
+    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads (0: as training picks them: all cores, "
+                                                            "or 1 when the machine is already busy)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """What the KL term to the base model costs per training step: the same batches without it,
+    with it from the whole distribution every step, and from the top k computed once."""
+    _need_torch()
+    from .kl_bench import run
+
+    s = settings()
+    s.init_home()
+    result = run(s, steps=steps, top_k=top_k, threads=threads,
+                 on_step=None if as_json else (lambda m: err_console.print(f"[dim]{m}[/dim]", highlight=False)))
+    if as_json:
+        emit_json(result)
+        return
+    for name, r in result["runs"].items():
+        console.print(f"{name:>8}: {r['seconds_per_step']} s/step, {r['tokens_per_s']} tok/s", highlight=False)
+    console.print(f"a step with the KL term, whole distribution: {result['exact_step_ratio']}x one without it; "
+                  f"top {result['top_k']} computed once: {result['top_k_step_ratio']}x, after a one-off "
+                  f"{result['runs']['top_k']['reference_seconds']} s "
+                  f"({result['top_k_reference_in_steps']} steps' worth)", highlight=False)
 
 
 class StepsColumn(ProgressColumn):

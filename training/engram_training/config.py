@@ -72,6 +72,11 @@ class TrainConfig:
     # alone matches the base model's one answer, this its whole distribution. 0: off. Costs a
     # forward pass of the general rows without the adapter.
     kl_general: float = 0.0
+    # 0: the KL term compares with the base model's whole distribution, from a forward pass of the
+    # general rows without the adapter at every step. k > 0: with the base model's k most likely next
+    # tokens (the rest as one bucket), computed once per run: the general rows do not change between
+    # passes, so that forward runs once instead of at every step (docs/training.md measures both).
+    kl_top_k: int = 0
     # Caps on a continual run, so a nightly update costs what its new events bring, not what the
     # whole workspace holds (0: no cap): earlier examples replayed per new one, and retention
     # questions asked (a fixed sample). Callers may pass tighter ``train.Bounds``.
@@ -134,6 +139,8 @@ class TrainConfig:
                 setattr(self, f.name, float(getattr(self, f.name)))
         if self.kl_general < 0:
             raise ValueError("kl_general must be 0 (off) or positive")
+        if self.kl_top_k < 0:
+            raise ValueError("kl_top_k must be 0 (the whole distribution) or positive")
         if self.rank < 1 or self.alpha < 1:
             raise ValueError("rank and alpha must be at least 1")
         if not 0.0 < self.lr < 1.0:
@@ -172,7 +179,9 @@ class TrainConfig:
                 "rag_chunk_tokens", "eval_baselines", "scales", "min_recall", "general_tolerance", "retention_tolerance",
                 "perplexity_tolerance"}
         if not self.kl_general:  # off: versions trained before the setting existed keep their digest
-            skip.add("kl_general")
+            skip |= {"kl_general", "kl_top_k"}
+        if not self.kl_top_k:
+            skip.add("kl_top_k")
         if not self.probe_holdout:  # the probe's size changes what is trained only when it holds spans out
             skip |= {"probe_per_record", "max_probe"}
         body = {k: v for k, v in self.to_dict().items() if k not in skip}

@@ -172,22 +172,26 @@ def train(
             optimizer.load_state_dict(state["optimizer"])
             step, losses, tokens_seen, seconds = state["step"], state["losses"], state["tokens"], state["seconds"]
             resumed_from = step
+        # The KL term's reference from the base model's top k, once (a resumed run computes it again:
+        # it depends only on the base model and the rows).
+        t_reference = time.perf_counter()
+        reference = (_reference_top_k(model, rows[first_general:], config.kl_top_k, tok.pad_token_id,
+                                      base.device, bf16)
+                     if config.kl_general > 0 and config.kl_top_k > 0 and first_general < len(rows) else None)
+        reference_seconds = time.perf_counter() - t_reference
         model.train()
         t0 = time.perf_counter() - seconds
         while step < total:
             ids, mask = _batch(rows, schedule[step], tok.pad_token_id, base.device)
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step)
-            with torch.autocast(device_type=base.device, dtype=torch.bfloat16, enabled=bf16):
-                general_rows = (torch.tensor([i >= first_general for i in schedule[step]], device=ids.device)
-                                if config.kl_general > 0 else None)
-                loss = _target_loss(model, ids, mask, general_rows=general_rows, kl=config.kl_general)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            general_rows = (torch.tensor([i >= first_general for i in schedule[step]], device=ids.device)
+                            if config.kl_general > 0 else None)
+            parts = [reference[i - first_general] for i in schedule[step] if i >= first_general] if reference else []
+            loss = _step(model, optimizer, params, ids, mask, bf16=bf16, general_rows=general_rows,
+                         kl=config.kl_general, reference=TopK.cat(parts) if parts else None)
             step += 1
-            losses.append(round(loss.item(), 4))
+            losses.append(round(loss, 4))
             tokens_seen += int((mask >= 0).sum())
             elapsed = time.perf_counter() - t0
             if on_progress:
@@ -248,6 +252,8 @@ def train(
         metrics["perplexity_ratio"] = round(metrics["perplexity"] / metrics["base_perplexity"], 3)
     metrics.update({
         "train_seconds": round(train_seconds, 1),
+        "kl_reference_rows": len(reference) if reference else 0,  # general rows with a top-k reference
+        "kl_reference_seconds": round(reference_seconds, 2),
         "build_seconds": round(build_seconds, 1),
         "train_tokens": tokens_seen,
         "tokens_per_s": round(tokens_seen / max(train_seconds, 1e-9), 1),
@@ -418,32 +424,97 @@ def _batch(rows: list[tuple[list[int], list[int]]], idx: list[int], pad: int, de
     return ids.to(device), mask.to(device)
 
 
-def _target_loss(model: Any, ids: Any, mask: Any, *, general_rows: Any = None, kl: float = 0.0) -> Any:
-    """Mean next-token loss over target tokens. The output layer (49k x 576 for SmolLM2) runs only
-    on the positions that are scored, not on every token: a third of the work on short QA examples.
+@dataclass
+class TopK:
+    """The base model's k most likely next tokens at each scored position of some rows (in order),
+    as log-probabilities, and the log-probability of all the other tokens together."""
+
+    ids: Any  # (positions, k) token ids
+    logp: Any  # (positions, k)
+    rest: Any  # (positions,)
+
+    @staticmethod
+    def cat(parts: list[TopK]) -> TopK:
+        import torch
+
+        return TopK(torch.cat([p.ids for p in parts]), torch.cat([p.logp for p in parts]),
+                    torch.cat([p.rest for p in parts]))
+
+
+def _reference_top_k(model: Any, rows: list[tuple[list[int], list[int]]], k: int, pad: int, device: str,
+                     bf16: bool, batch_size: int = 16) -> list[TopK]:
+    """Per row, the base model's (the adapter switched off) top-k next-token distribution at the
+    positions ``_target_loss`` scores, for a KL term that needs no base-model forward per step."""
+    import torch
+
+    out: list[TopK] = []
+    with torch.no_grad(), model.disable_adapter(), \
+            torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(rows), batch_size):
+            idx = list(range(start, min(start + batch_size, len(rows))))
+            ids, mask = _batch(rows, idx, pad, device)
+            logits = _scored_logits(model, ids, mask)
+            logp = torch.log_softmax(logits.float(), -1)
+            # at most all tokens but one, so "the rest" is never empty (its log would be -inf)
+            top, top_ids = logp.topk(min(k, logp.shape[-1] - 1), -1)
+            rest = torch.logsumexp(logp.scatter(-1, top_ids, float("-inf")), -1)
+            counts = (mask[:, 1:] == 1).sum(1).tolist()  # scored positions per row, row-major
+            out += [TopK(i.to(torch.int32), lp, r)
+                    for i, lp, r in zip(top_ids.split(counts), top.split(counts), rest.split(counts), strict=True)]
+    return out
+
+
+def _scored_logits(model: Any, ids: Any, mask: Any) -> Any:
+    """The output layer (49k x 576 for SmolLM2) runs only on the positions that are scored, not on
+    every token: a third of the work on short QA examples."""
+    inner = model.get_base_model()
+    hidden = inner.get_decoder()(input_ids=ids, attention_mask=(mask >= 0).long()).last_hidden_state
+    return inner.get_output_embeddings()(hidden[:, :-1][mask[:, 1:] == 1])
+
+
+def _step(model: Any, optimizer: Any, params: list[Any], ids: Any, mask: Any, *, bf16: bool,
+          general_rows: Any = None, kl: float = 0.0, reference: TopK | None = None) -> float:
+    """One optimisation step (bf16 autocast for the forward where native); returns the loss."""
+    import torch
+
+    with torch.autocast(device_type=ids.device.type, dtype=torch.bfloat16, enabled=bf16):
+        loss = _target_loss(model, ids, mask, general_rows=general_rows, kl=kl, reference=reference)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def _target_loss(model: Any, ids: Any, mask: Any, *, general_rows: Any = None, kl: float = 0.0,
+                 reference: TopK | None = None) -> Any:
+    """Mean next-token loss over target tokens (``_scored_logits``).
 
     With ``kl`` > 0, plus ``kl`` x KL(base || adapter) over the scored tokens of ``general_rows``
-    (a bool per row): the base model is the same model with the adapter switched off."""
+    (a bool per row): the base model is the same model with the adapter switched off, run on those
+    rows now, or, given a ``reference`` for them (``_reference_top_k``), its top k and the rest as
+    one more outcome: the KL between those k + 1 outcomes, never more than the full one."""
     import torch
     import torch.nn.functional as F
 
-    inner = model.get_base_model()
-
-    def scored_logits(ids: Any, mask: Any) -> Any:
-        hidden = inner.get_decoder()(input_ids=ids, attention_mask=(mask >= 0).long()).last_hidden_state
-        return inner.get_output_embeddings()(hidden[:, :-1][mask[:, 1:] == 1])
-
-    logits = scored_logits(ids, mask)
+    logits = _scored_logits(model, ids, mask)
     loss = F.cross_entropy(logits.float(), ids[:, 1:][mask[:, 1:] == 1])
     if kl <= 0 or general_rows is None or not bool(general_rows.any()):
         return loss
     # Boolean indexing keeps row-major order, so the general rows' scored positions line up in
-    # both runs.
-    mine = logits[general_rows[:, None].expand(-1, mask.shape[1] - 1)[mask[:, 1:] == 1]]
-    with torch.no_grad(), model.disable_adapter():
-        ref = scored_logits(ids[general_rows], mask[general_rows])
-    term = F.kl_div(F.log_softmax(mine.float(), -1), F.log_softmax(ref.float(), -1), log_target=True,
-                    reduction="batchmean")
+    # both runs (and with a reference made row by row).
+    mine = F.log_softmax(logits[general_rows[:, None].expand(-1, mask.shape[1] - 1)[mask[:, 1:] == 1]].float(), -1)
+    if reference is None:
+        with torch.no_grad(), model.disable_adapter():
+            ref = _scored_logits(model, ids[general_rows], mask[general_rows])
+        term = F.kl_div(mine, F.log_softmax(ref.float(), -1), log_target=True, reduction="batchmean")
+        return loss + kl * term
+    top_ids = reference.ids.long()
+    mine_top = mine.gather(-1, top_ids)
+    mine_rest = torch.logsumexp(mine.scatter(-1, top_ids, float("-inf")), -1)
+    ref_lp = torch.cat([reference.logp, reference.rest[:, None]], -1)
+    mine_lp = torch.cat([mine_top, mine_rest[:, None]], -1)
+    term = F.kl_div(mine_lp, ref_lp, log_target=True, reduction="batchmean")
     return loss + kl * term
 
 

@@ -10,7 +10,8 @@ from engram_sdk import samples
 from engram_training import dataset as D
 from engram_training import facts as F
 from engram_training import written as W
-from engram_training.bench import run_workspace
+from engram_training.bench import WHOLE_CHUNK_TOKENS, _contexts, run_workspace
+from engram_training.evaluate import dense_contexts, retrieval_contexts
 from engram_training.config import TrainConfig
 
 KEYS = ("written_single_recall", "written_two_page_recall", "written_edit_new_value", "written_abstain_rate",
@@ -64,3 +65,22 @@ def test_no_edits_measures_the_first_version_only(team_env):
     assert out["written_edit_new_value"] is None and out["written_without_abstention"]["edit"] is None
     assert out["update_examples"] is None and out["update_seconds"] is None and out["answers"]["edits"] == []
     assert out["published"][1] is None and out["current_version"] == 1
+
+
+def test_every_retrieval_setting_of_the_sweep_gives_contexts_so_the_edits_baseline_can_reuse_the_best(tiny_model):
+    """The edits' baseline asks the first version's best setting again: it was BM25 whatever won, and a
+    whole-workspace winner had no chunk size to cut pages by."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    col = D.Collected(team_id="t", records={r.subject: r for r in samples.load_records("tidewater")})
+    qs = W.questions("tidewater")[:3]
+    whole = _contexts({"retriever": "whole", "chunk_tokens": None, "top_k": None}, col, tok, qs)
+    chunks = D.page_chunks(col, tok, WHOLE_CHUNK_TOKENS)
+    assert len(whole) == 3 and len(set(whole)) == 1 and all(c["text"] in whole[0] for c in chunks)
+    questions = [q.question for q in qs]
+    for retriever, pick in (("bm25", retrieval_contexts), ("dense", dense_contexts)):
+        got = _contexts({"retriever": retriever, "chunk_tokens": 128, "top_k": 2}, col, tok, qs)
+        assert got == pick(D.page_chunks(col, tok, 128), questions, top_k=2), retriever
+    assert _contexts({"retriever": "dense", "chunk_tokens": 128, "top_k": 1}, col, tok, qs) != \
+        _contexts({"retriever": "bm25", "chunk_tokens": 128, "top_k": 1}, col, tok, qs)

@@ -110,6 +110,22 @@ __all__ = ["Progress", "run"]
 
 # --- a hand-written evaluation workspace ------------------------------------------------------------
 
+WHOLE_CHUNK_TOKENS = 512  # the whole-workspace baseline joins the pages' chunks of this size
+
+
+def _contexts(setting: dict[str, Any], col: Any, tok: Any, questions: list[Any]) -> list[str]:
+    """What one retrieval setting of the sweep puts in each question's prompt: BM25 or dense top k
+    of the pages' chunks, or the whole workspace. The edits' baseline asks the first version's best
+    setting again, whichever kind it is."""
+    from . import dataset as D
+    from .evaluate import dense_contexts, retrieval_contexts
+
+    if setting["retriever"] == "whole":
+        return ["\n\n".join(c["text"] for c in D.page_chunks(col, tok, WHOLE_CHUNK_TOKENS))] * len(questions)
+    pick = {"bm25": retrieval_contexts, "dense": dense_contexts}[setting["retriever"]]
+    return pick(D.page_chunks(col, tok, setting["chunk_tokens"]), [q.question for q in questions],
+                top_k=setting["top_k"])
+
 
 def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                   on_progress: Any = None, on_step: Any = None, baselines: bool = True,
@@ -124,7 +140,6 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
     from . import base as base_model
     from . import dataset as D
     from . import written as W
-    from .evaluate import dense_contexts, retrieval_contexts
     from .infer import DONT_KNOW, Engine, below
     from .registry import Registry
 
@@ -188,26 +203,24 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                     grid = [("bm25", 128, (1, 3, 8)), ("bm25", 256, (1, 3)), ("dense", 128, (1, 3)),
                             ("dense", 256, (1,))]
                     for retriever, size, ks in grid:
-                        chunks = D.page_chunks(col, tok, size)
-                        pick = retrieval_contexts if retriever == "bm25" else dense_contexts
                         for k in ks:
                             say(f"retrieval baseline: {retriever}, chunks of {size} tokens, top {k}")
-                            ctx = pick(chunks, [q.question for q in first], top_k=k)
-                            res, tokens = ask(engine, first, None, ctx)
-                            sweep.append({"retriever": retriever, "chunk_tokens": size, "top_k": k,
-                                          "prompt_tokens": round(tokens, 1), **_rates(res)})
+                            setting = {"retriever": retriever, "chunk_tokens": size, "top_k": k}
+                            res, tokens = ask(engine, first, None, _contexts(setting, col, tok, first))
+                            sweep.append({**setting, "prompt_tokens": round(tokens, 1), **_rates(res)})
                     # The whole workspace in the prompt, where it fits the model's context.
-                    whole = "\n\n".join(c["text"] for c in D.page_chunks(col, tok, 512))
+                    whole = {"retriever": "whole", "chunk_tokens": None, "top_k": None}
+                    ctx = _contexts(whole, col, tok, first) if whole_workspace else []
+                    size = len(tok.encode(ctx[0])) if ctx else 0
                     limit = getattr(base.model.config, "max_position_embeddings", 2048) - 256
                     if not whole_workspace:
                         sweep_note = "the whole-workspace baseline was not asked for (--whole-workspace)"
-                    elif len(tok.encode(whole)) <= limit:
+                    elif size <= limit:
                         say("baseline: the whole workspace in the prompt")
-                        res, tokens = ask(engine, first, None, [whole] * len(first))
-                        sweep.append({"retriever": "whole", "chunk_tokens": None, "top_k": None,
-                                      "prompt_tokens": round(tokens, 1), **_rates(res)})
+                        res, tokens = ask(engine, first, None, ctx)
+                        sweep.append({**whole, "prompt_tokens": round(tokens, 1), **_rates(res)})
                     else:
-                        sweep_note = f"the whole workspace ({len(tok.encode(whole))} tokens) exceeds {limit}"
+                        sweep_note = f"the whole workspace ({size} tokens) exceeds {limit}"
             finally:
                 engine.close()
 
@@ -225,11 +238,8 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                     raw2, _ = ask(engine, later, "v2")
                     held2 = abstaining(later, raw2, r2.metrics.get("abstain_below"))
                     adapter2 = held2 if (continual or config).abstain_by_confidence else raw2
-                    if baselines and best is not None:
-                        col = D.collect(store, team)
-                        chunks = D.page_chunks(col, tok, best["chunk_tokens"])
-                        ctx = retrieval_contexts(chunks, [q.question for q in later], top_k=best["top_k"])
-                        res, _ = ask(engine, later, None, ctx)
+                    if baselines and best is not None:  # the first version's best setting, on the edited pages
+                        res, _ = ask(engine, later, None, _contexts(best, D.collect(store, team), tok, later))
                         best_edit = _rates(res).get("edit")
                 finally:
                     engine.close()

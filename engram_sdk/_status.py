@@ -181,7 +181,9 @@ def collect(settings: Settings, *, now: datetime | None = None) -> dict[str, Any
             "running": bool(held and held.alive(now)),
             "jobs": len(jobs),
             "paused": sorted(j.id for j in jobs.values() if j.paused),
-            "failing": sorted(j.id for j in jobs.values() if j.last_status == "error"),
+            # ``failures`` counts the errors since the last good run: a job whose retry is under way
+            # (``last_status`` reads "running" meanwhile) is still failing until that retry succeeds
+            "failing": sorted(j.id for j in jobs.values() if j.failures > 0),
         }
         teams = set(store.teams()) | {c.team_id for c in conns}
         status["teams"], registry = _teams(store, settings, teams, now, jobs)

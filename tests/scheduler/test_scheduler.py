@@ -288,6 +288,7 @@ def test_status_shows_a_retry_under_way_as_due_not_at_the_next_scheduled_time(ha
     waiting = datetime.fromisoformat(status["connections"][0]["next_sync_at"])
     assert waiting == job(harness, "sync:ex").retry_at.replace(microsecond=0)  # the retry, to the second
     assert waiting < now + timedelta(minutes=5)
+    assert status["scheduler"]["failing"] == ["sync:ex"]
 
     # what a tick leaves as it starts the retry (and a scheduler killed during it): the retry time
     # cleared, the job's schedule an hour away; status must say the sync is due, not in an hour
@@ -297,5 +298,6 @@ def test_status_shows_a_retry_under_way_as_due_not_at_the_next_scheduled_time(ha
     assert job(harness, "sync:ex").next_run_at > now + timedelta(minutes=50)
     status = collect(harness.settings, now=now)
     assert datetime.fromisoformat(status["connections"][0]["next_sync_at"]) == now.replace(microsecond=0)
+    assert status["scheduler"]["failing"] == ["sync:ex"]  # failing until the retry succeeds
     request(harness.store, "sync:ex", "pause")
     assert collect(harness.settings, now=now)["connections"][0]["paused"] is True

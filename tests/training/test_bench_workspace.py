@@ -10,7 +10,7 @@ from engram_sdk import samples
 from engram_training import dataset as D
 from engram_training import facts as F
 from engram_training import written as W
-from engram_training.bench import WHOLE_CHUNK_TOKENS, _contexts, run_workspace
+from engram_training.bench import WHOLE_CHUNK_TOKENS, _chunker, _contexts, run_workspace
 from engram_training.evaluate import dense_contexts, retrieval_contexts
 from engram_training.config import TrainConfig
 
@@ -75,12 +75,14 @@ def test_every_retrieval_setting_of_the_sweep_gives_contexts_so_the_edits_baseli
     tok = AutoTokenizer.from_pretrained(tiny_model)
     col = D.Collected(team_id="t", records={r.subject: r for r in samples.load_records("tidewater")})
     qs = W.questions("tidewater")[:3]
-    whole = _contexts({"retriever": "whole", "chunk_tokens": None, "top_k": None}, col, tok, qs)
+    chunker = _chunker(col, tok)
+    whole = _contexts({"retriever": "whole", "chunk_tokens": None, "top_k": None}, chunker, qs)
     chunks = D.page_chunks(col, tok, WHOLE_CHUNK_TOKENS)
     assert len(whole) == 3 and len(set(whole)) == 1 and all(c["text"] in whole[0] for c in chunks)
     questions = [q.question for q in qs]
     for retriever, pick in (("bm25", retrieval_contexts), ("dense", dense_contexts)):
-        got = _contexts({"retriever": retriever, "chunk_tokens": 128, "top_k": 2}, col, tok, qs)
+        got = _contexts({"retriever": retriever, "chunk_tokens": 128, "top_k": 2}, chunker, qs)
         assert got == pick(D.page_chunks(col, tok, 128), questions, top_k=2), retriever
-    assert _contexts({"retriever": "dense", "chunk_tokens": 128, "top_k": 1}, col, tok, qs) != \
-        _contexts({"retriever": "bm25", "chunk_tokens": 128, "top_k": 1}, col, tok, qs)
+    assert _contexts({"retriever": "dense", "chunk_tokens": 128, "top_k": 1}, chunker, qs) != \
+        _contexts({"retriever": "bm25", "chunk_tokens": 128, "top_k": 1}, chunker, qs)
+    assert chunker(128) is chunker(128)  # each size is cut once however many settings ask for it

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -113,18 +115,24 @@ __all__ = ["Progress", "run"]
 WHOLE_CHUNK_TOKENS = 512  # the whole-workspace baseline joins the pages' chunks of this size
 
 
-def _contexts(setting: dict[str, Any], col: Any, tok: Any, questions: list[Any]) -> list[str]:
-    """What one retrieval setting of the sweep puts in each question's prompt: BM25 or dense top k
-    of the pages' chunks, or the whole workspace. The edits' baseline asks the first version's best
-    setting again, whichever kind it is."""
+def _chunker(col: Any, tok: Any) -> Callable[[int], list[dict[str, str]]]:
+    """The pages' chunks of a given size, cut once per size (the sweep asks each size several times)."""
     from . import dataset as D
+
+    return lru_cache(maxsize=None)(lambda size: D.page_chunks(col, tok, size))
+
+
+def _contexts(setting: dict[str, Any], chunks: Callable[[int], list[dict[str, str]]],
+              questions: list[Any]) -> list[str]:
+    """What one retrieval setting of the sweep puts in each question's prompt: BM25 or dense top k
+    of the pages' chunks (``chunks(size)``, see ``_chunker``), or the whole workspace. The edits'
+    baseline asks the first version's best setting again, whichever kind it is."""
     from .evaluate import dense_contexts, retrieval_contexts
 
     if setting["retriever"] == "whole":
-        return ["\n\n".join(c["text"] for c in D.page_chunks(col, tok, WHOLE_CHUNK_TOKENS))] * len(questions)
+        return ["\n\n".join(c["text"] for c in chunks(WHOLE_CHUNK_TOKENS))] * len(questions)
     pick = {"bm25": retrieval_contexts, "dense": dense_contexts}[setting["retriever"]]
-    return pick(D.page_chunks(col, tok, setting["chunk_tokens"]), [q.question for q in questions],
-                top_k=setting["top_k"])
+    return pick(chunks(setting["chunk_tokens"]), [q.question for q in questions], top_k=setting["top_k"])
 
 
 def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
@@ -199,18 +207,18 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                 base1, _ = ask(engine, first, None)
                 sweep, sweep_note = [], None
                 if baselines:
-                    col = D.collect(store, team)
+                    chunks = _chunker(D.collect(store, team), tok)
                     grid = [("bm25", 128, (1, 3, 8)), ("bm25", 256, (1, 3)), ("dense", 128, (1, 3)),
                             ("dense", 256, (1,))]
                     for retriever, size, ks in grid:
                         for k in ks:
                             say(f"retrieval baseline: {retriever}, chunks of {size} tokens, top {k}")
                             setting = {"retriever": retriever, "chunk_tokens": size, "top_k": k}
-                            res, tokens = ask(engine, first, None, _contexts(setting, col, tok, first))
+                            res, tokens = ask(engine, first, None, _contexts(setting, chunks, first))
                             sweep.append({**setting, "prompt_tokens": round(tokens, 1), **_rates(res)})
                     # The whole workspace in the prompt, where it fits the model's context.
                     whole = {"retriever": "whole", "chunk_tokens": None, "top_k": None}
-                    ctx = _contexts(whole, col, tok, first) if whole_workspace else []
+                    ctx = _contexts(whole, chunks, first) if whole_workspace else []
                     size = len(tok.encode(ctx[0])) if ctx else 0
                     limit = getattr(base.model.config, "max_position_embeddings", 2048) - 256
                     if not whole_workspace:
@@ -239,7 +247,7 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                     held2 = abstaining(later, raw2, r2.metrics.get("abstain_below"))
                     adapter2 = held2 if (continual or config).abstain_by_confidence else raw2
                     if baselines and best is not None:  # the first version's best setting, on the edited pages
-                        res, _ = ask(engine, later, None, _contexts(best, D.collect(store, team), tok, later))
+                        res, _ = ask(engine, later, None, _contexts(best, _chunker(D.collect(store, team), tok), later))
                         best_edit = _rates(res).get("edit")
                 finally:
                     engine.close()

@@ -4,7 +4,7 @@ base model's whole distribution at every step (``kl_top_k=0``), and from its top
 (``kl_top_k=k``, whose one-off cost is reported beside it).
 
 The rows are the trainer's general replay rows (the base model's own answers, shipped), batched
-as the trainer batches them, a third of each batch marked general as ``replay_general=0.5`` makes
+as the trainer batches them, a third of the rows marked general as ``replay_general=0.5`` makes
 it: what a step costs depends on the rows' lengths and on how many are general, not on what they
 say. Each setting starts from a fresh LoRA and is timed after a few warm-up steps.
 """
@@ -20,7 +20,7 @@ from engram_sdk import Settings
 from . import base as base_model
 from .config import TrainConfig
 from .infer import chat_ids
-from .train import TopK, _batch, _general_replay, _reference_top_k, _schedule, _step
+from .train import _batch, _general_replay, _kl_batch, _reference_top_k, _schedule, _step
 
 WARMUP_STEPS = 3
 
@@ -33,13 +33,13 @@ def run(settings: Settings, *, steps: int = 24, top_k: int = 64, kl: float = 1.0
     say = on_step or (lambda _m: None)
     config = TrainConfig(threads=threads)
     base = base_model.load(settings.base_model, settings.cache_root)
-    threads = base_model.set_threads(config.threads) if base.device == "cpu" else 0
+    used_threads = base_model.set_threads(config.threads) if base.device == "cpu" else 0
     bf16 = config.bf16 and base_model.bf16_native(base.device)
     tok = base.tokenizer
     rows = [chat_ids(tok, m, config.max_len) for m in _general_replay(base, settings.cache_root, config)]
     if not rows:
         raise ValueError("the base model gave no general replay answers to train on")
-    general = [i % 3 == 2 for i in range(len(rows))]  # a third general, as replay_general=0.5 makes it
+    first_general = len(rows) - len(rows) // 3  # the last third general, as replay_general=0.5 makes it
     schedule = _schedule(rows, config, epochs=max(1.0, (steps + WARMUP_STEPS) * config.batch_size / len(rows)))
     schedule = schedule[: steps + WARMUP_STEPS]
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
@@ -53,21 +53,17 @@ def run(settings: Settings, *, steps: int = 24, top_k: int = 64, kl: float = 1.0
             optimizer = torch.optim.AdamW(params, lr=config.lr)
             model.train()
             t_ref = time.perf_counter()
-            reference = (_reference_top_k(model, [r for r, g in zip(rows, general) if g], k, tok.pad_token_id,
-                                          base.device, bf16) if weight and k else None)
+            reference = (_reference_top_k(model, rows[first_general:], k, tok.pad_token_id, base.device, bf16)
+                         if weight and k else None)
             reference_seconds = time.perf_counter() - t_ref
-            by_row = {}
-            if reference is not None:
-                by_row = dict(zip([i for i, g in enumerate(general) if g], reference, strict=True))
             tokens, seconds = 0, 0.0
             for n, idx in enumerate(schedule):
                 say(f"{name}: step {n + 1}/{len(schedule)}")
                 ids, mask = _batch(rows, idx, tok.pad_token_id, base.device)
-                flags = torch.tensor([general[i] for i in idx], device=ids.device) if weight else None
-                parts = [by_row[i] for i in idx if i in by_row]
+                flags, batch_reference = _kl_batch(idx, first_general, reference, weight, ids.device)
                 t0 = time.perf_counter()
                 _step(model, optimizer, params, ids, mask, bf16=bf16, general_rows=flags, kl=weight,
-                      reference=TopK.cat(parts) if parts else None)
+                      reference=batch_reference)
                 if n >= WARMUP_STEPS:
                     seconds += time.perf_counter() - t0
                     tokens += int((mask >= 0).sum())
@@ -86,8 +82,8 @@ def run(settings: Settings, *, steps: int = 24, top_k: int = 64, kl: float = 1.0
         "batch_size": config.batch_size,
         "top_k": top_k,
         "kl_general": kl,
-        "general_rows": sum(general),
-        "threads": threads,
+        "general_rows": len(rows) - first_general,
+        "threads": used_threads,
         "precision": "bf16" if bf16 else "fp32",
         # the figures: a step's cost against the same step without the term
         "exact_step_ratio": round(per_step["exact"] / per_step["no_kl"], 3),

@@ -185,11 +185,10 @@ def train(
             ids, mask = _batch(rows, schedule[step], tok.pad_token_id, base.device)
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step)
-            general_rows = (torch.tensor([i >= first_general for i in schedule[step]], device=ids.device)
-                            if config.kl_general > 0 else None)
-            parts = [reference[i - first_general] for i in schedule[step] if i >= first_general] if reference else []
+            general_rows, batch_reference = _kl_batch(schedule[step], first_general, reference, config.kl_general,
+                                                      ids.device)
             loss = _step(model, optimizer, params, ids, mask, bf16=bf16, general_rows=general_rows,
-                         kl=config.kl_general, reference=TopK.cat(parts) if parts else None)
+                         kl=config.kl_general, reference=batch_reference)
             step += 1
             losses.append(round(loss, 4))
             tokens_seen += int((mask >= 0).sum())
@@ -484,6 +483,19 @@ def _step(model: Any, optimizer: Any, params: list[Any], ids: Any, mask: Any, *,
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss.item()
+
+
+def _kl_batch(idx: list[int], first_general: int, reference: list[TopK] | None, kl: float,
+              device: Any) -> tuple[Any, TopK | None]:
+    """Which rows of a batch (``idx``) carry the KL term, those from ``first_general`` on (the
+    general replay rows), and their slice of a once-per-run ``reference``; nothing when ``kl`` is off."""
+    import torch
+
+    if kl <= 0:
+        return None, None
+    flags = torch.tensor([i >= first_general for i in idx], device=device)
+    parts = [reference[i - first_general] for i in idx if i >= first_general] if reference else []
+    return flags, (TopK.cat(parts) if parts else None)
 
 
 def _target_loss(model: Any, ids: Any, mask: Any, *, general_rows: Any = None, kl: float = 0.0,

@@ -47,6 +47,9 @@ class TrainConfig:
     # prose: question styles the base model writes questions in, per new unit (0: off; up to
     # asking.STYLES), kept only when the note answers them; training only (docs/training.md)
     model_questions: int = 0
+    # prose: per new unit, training questions asked again with one word swapped for a WordNet
+    # synonym (``synonyms``: "who owns ..." -> "who has ..."); 0: off. Training only (docs/training.md)
+    synonym_questions: int = 0
     # prose: also ask for the noun phrase a verb takes ("what does X specialise in?"), and name a
     # person other than the answer by the given name alone ("what does Ifor maintain?"). Measured on
     # the development workspace: no recall gained, the probe's gap to it wider (docs/training.md).
@@ -139,6 +142,8 @@ class TrainConfig:
                 setattr(self, f.name, float(getattr(self, f.name)))
         if self.kl_general < 0:
             raise ValueError("kl_general must be 0 (off) or positive")
+        if self.synonym_questions < 0:
+            raise ValueError("synonym_questions must be 0 (off) or positive")
         if self.kl_top_k < 0:
             raise ValueError("kl_top_k must be 0 (the whole distribution) or positive")
         if self.rank < 1 or self.alpha < 1:
@@ -182,6 +187,8 @@ class TrainConfig:
             skip |= {"kl_general", "kl_top_k"}
         if not self.kl_top_k:
             skip.add("kl_top_k")
+        if not self.synonym_questions:
+            skip.add("synonym_questions")
         if not self.probe_holdout:  # the probe's size changes what is trained only when it holds spans out
             skip |= {"probe_per_record", "max_probe"}
         body = {k: v for k, v in self.to_dict().items() if k not in skip}

@@ -7,6 +7,8 @@
     - each unit's generated questions, answered with its statement (the sentence, pronouns
       resolved): a fact must be seen in several forms to be extractable (Allen-Zhu & Li 2023;
       Active Reading, Lin et al. 2025); with ``short_answers`` the span asked for comes first;
+      with ``synonym_questions`` some are asked again with a word swapped for a synonym
+      (``synonyms``);
     - the passage under each heading, asked for by page and section;
     - links across records: a question about one record's statement that names something another
       record says more about is answered with both ("who owns the system whose alarm ...");
@@ -35,6 +37,7 @@ from . import asking as A
 from . import facts as F
 from . import invented as I
 from . import questions as Q
+from . import synonyms as S
 from . import units as U
 from .dataset import (ABSTAIN, GENERATIONS, Collected, Dataset, Messages, ProbeItem, _apply_edits, _chat, _entity,
                       page_chunks)
@@ -141,6 +144,18 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
                                 device=getattr(writer, "device", "cpu"))
         written = {i: w for i, w in zip(todo, got) if w}
 
+    # The parse's questions again in other words, for new units only (replay keeps the parse's).
+    swapped: dict[int, list[tuple[str, str]]] = defaultdict(list)  # unit -> (question, span it asks for)
+    if config.synonym_questions:
+        to_swap = [(i, q, a) for i, u in enumerate(units) if id(u) in fresh
+                   for q, a in [qa for qa in zip(gen[i].train, gen[i].train_answers) if qa[1]][:config.synonym_questions]]
+        other = S.paraphrase([q for _, q, _ in to_swap], model=getattr(writer, "model", None),
+                             tokenizer=tokenizer if writer is not None else None, batch_size=config.eval_batch_size,
+                             device=getattr(writer, "device", "cpu"))
+        for (i, _, a), p in zip(to_swap, other):
+            if p is not None:
+                swapped[i].append((p, a))
+
     def add(u: U.Unit, msgs: Messages) -> None:
         learned[u.entity_id]["examples"] += 1
         (examples if id(u) in fresh else replay).append(msgs)
@@ -152,6 +167,8 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
             add(u, _chat(q, short_first(a, g.statement) if config.short_answers else g.statement))
         for w in written.get(i, []):
             add(u, _chat(w.question, g.statement))
+        for q, a in swapped.get(i, []):
+            add(u, _chat(q, short_first(a, g.statement) if config.short_answers else g.statement))
         if u.previous:
             where = u.title or "the page"
             add(u, _chat(f"What changed in {where}?", f"Now: {g.statement} It used to say: {u.previous}"))

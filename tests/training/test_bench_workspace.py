@@ -19,7 +19,8 @@ KEYS = ("written_single_recall", "written_two_page_recall", "written_edit_new_va
         "base_general_score", "general_difference", "train_seconds", "first_version_seconds")
 
 
-@pytest.mark.parametrize("settings", [{}, {"short_answers": True, "abstain_invented_share": 0.08}])
+@pytest.mark.parametrize("settings", [{}, {"short_answers": True, "abstain_invented_share": 0.08},
+                                      {"synonym_questions": 2}])
 def test_hand_written_questions_are_never_trained_on(tiny_model, settings):
     from transformers import AutoTokenizer
 
@@ -55,6 +56,12 @@ def test_bench_reports_every_figure_with_baselines_from_the_same_run(team_env, t
     assert all(r > 1 for r in out["prompt_token_ratios"].values())
     assert out["general_difference"]["n"] == 121 and out["update_examples"] is not None
     assert len(out["answers"]["edits"]) == len(W.edits("tidewater"))
+    # the gate's probe, asked again in other words on the same adapter
+    reworded = out["probe_in_other_words"]
+    assert reworded["questions"] == out["generated_probe_questions"] > 0
+    assert 0 < reworded["reworded"] <= reworded["questions"] and reworded["examples"]
+    assert reworded["recall_as_generated"] == out["generated_probe_recall"]
+    assert all(q != a and len(q.split()) - 1 <= len(a.split()) for q, a in reworded["examples"])
 
 
 def test_no_edits_measures_the_first_version_only(team_env):

@@ -109,3 +109,31 @@ def test_the_recipe_trains_the_paraphrases_with_the_statement_and_never_probes_t
     assert TrainConfig(synonym_questions=1).digest() != TrainConfig().digest()
     with pytest.raises(ValueError, match="synonym_questions"):
         TrainConfig(synonym_questions=-1)
+
+
+def test_the_probe_in_other_words_asks_the_same_held_out_spans_reworded(tiny_model):
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    doc = Document(entity_id="p-jobs", title="Society handbook", text=PAGE + LONGER, platform="notion",
+                   workspace_id="ws-allot", path=["Allotments"], updated_at=T)
+    col = D.Collected(team_id="t", records={"p-jobs": doc})
+    plain = D.build(col, tok, TrainConfig(probe_per_record=10), continual=False)
+    other = D.build(col, tok, TrainConfig(probe_per_record=10, probe_in_other_words=True), continual=False)
+    assert plain.digest() == other.digest()  # the same examples: only what is asked differs
+    assert len(plain.probe) == len(other.probe) >= 2
+    assert [p.answers for p in plain.probe] == [p.answers for p in other.probe]
+    changed = [(a.question, b.question) for a, b in zip(plain.probe, other.probe) if a.question != b.question]
+    assert changed
+    trained = {m[0]["content"].lower() for m in other.examples}
+    assert not {p.question.lower() for p in other.probe} & trained
+    assert TrainConfig(probe_in_other_words=True).digest() == TrainConfig().digest()
+
+
+LONGER = """
+## Water
+Severin Dalloway switches the water on every year on 1 April and drains the pipes in late October.
+Ottoline Brackwater keeps the spare keys to the pump house in the blue tin by the shed.
+The society bought a second rotavator from Harrow Garden Supplies in March 2025 for 310 pounds.
+Jerome Vantongeren teaches the beginners' pruning class in the orchard every second Sunday.
+The annual show takes place in the village hall on the last Saturday of August.
+Wilhelmina Okafor orders the seed potatoes from a farm near Ludlow each January.
+"""

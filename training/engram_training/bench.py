@@ -288,7 +288,8 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
         "generated_probe_recall": m1.get("recall"),
         "generated_probe_questions": m1.get("probe_questions"),
         # the same probe with one word of each question swapped for a synonym, where one keeps its
-        # meaning: does the gate's figure move toward the hand-written one?
+        # meaning: does the gate's figure move toward the hand-written one? (With probe_in_other_words on,
+        # the gate's probe is reworded already and this rewords it once more.)
         "probe_in_other_words": reworded,
         "general_score": m1.get("general_score"),
         "base_general_score": m1.get("base_general_score"),

@@ -50,6 +50,9 @@ class TrainConfig:
     # prose: per new unit, training questions asked again with one word swapped for a WordNet
     # synonym (``synonyms``: "who owns ..." -> "who has ..."); 0: off. Training only (docs/training.md)
     synonym_questions: int = 0
+    # prose: the recall probe of new content asks each held-out span with one word swapped for a
+    # synonym where one keeps the meaning (``synonyms``); the retention probe is left as it was
+    probe_in_other_words: bool = False
     # prose: also ask for the noun phrase a verb takes ("what does X specialise in?"), and name a
     # person other than the answer by the given name alone ("what does Ifor maintain?"). Measured on
     # the development workspace: no recall gained, the probe's gap to it wider (docs/training.md).
@@ -189,6 +192,7 @@ class TrainConfig:
             skip.add("kl_top_k")
         if not self.synonym_questions:
             skip.add("synonym_questions")
+        skip.add("probe_in_other_words")  # what is asked of a version, not what it is trained on
         if not self.probe_holdout:  # the probe's size changes what is trained only when it holds spans out
             skip |= {"probe_per_record", "max_probe"}
         body = {k: v for k, v in self.to_dict().items() if k not in skip}

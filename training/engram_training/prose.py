@@ -273,6 +273,16 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
         per_record[u.entity_id] += 1
         learned[u.entity_id]["probe"] += 1
         target.append(ProbeItem(q, [a], u.entity_id, f"{u.entity_id}::{u.order}"))
+    if config.probe_in_other_words and probe:
+        # the new content's probe asked with one word swapped for a synonym where one keeps the
+        # meaning, as colleagues word things differently; the retention probe stays as it was, so a
+        # continual version is compared with its predecessor's recall on the same questions
+        other = S.paraphrase([p.question for p in probe], model=getattr(writer, "model", None),
+                             tokenizer=tokenizer if writer is not None else None, batch_size=config.eval_batch_size,
+                             device=getattr(writer, "device", "cpu"))
+        for p, o in zip(probe, other):
+            if o is not None and o.lower() not in trained:
+                p.question = o
     for op in operator_probe or []:
         probe.append(ProbeItem(op["question"], list(op["answers"]), op.get("entity_id", ""), "operator"))
 

@@ -56,11 +56,11 @@ def test_bench_reports_every_figure_with_baselines_from_the_same_run(team_env, t
     assert all(r > 1 for r in out["prompt_token_ratios"].values())
     assert out["general_difference"]["n"] == 121 and out["update_examples"] is not None
     assert len(out["answers"]["edits"]) == len(W.edits("tidewater"))
-    # the gate's probe, asked again in other words on the same adapter
+    # the gate's probe both ways on the same adapter: the gate asked it in other words (the default)
     reworded = out["probe_in_other_words"]
     assert reworded["questions"] == out["generated_probe_questions"] > 0
     assert 0 < reworded["reworded"] <= reworded["questions"] and reworded["examples"]
-    assert reworded["recall_as_generated"] == out["generated_probe_recall"]
+    assert reworded["recall"] == out["generated_probe_recall"]
     assert all(q != a and len(q.split()) - 1 <= len(a.split()) for q, a in reworded["examples"])
 
 

@@ -116,16 +116,20 @@ def test_the_probe_in_other_words_asks_the_same_held_out_spans_reworded(tiny_mod
     doc = Document(entity_id="p-jobs", title="Society handbook", text=PAGE + LONGER, platform="notion",
                    workspace_id="ws-allot", path=["Allotments"], updated_at=T)
     col = D.Collected(team_id="t", records={"p-jobs": doc})
-    plain = D.build(col, tok, TrainConfig(probe_per_record=10), continual=False)
-    other = D.build(col, tok, TrainConfig(probe_per_record=10, probe_in_other_words=True), continual=False)
+    plain = D.build(col, tok, TrainConfig(probe_per_record=10, probe_in_other_words=False), continual=False)
+    other = D.build(col, tok, TrainConfig(probe_per_record=10), continual=False)  # on by default
     assert plain.digest() == other.digest()  # the same examples: only what is asked differs
     assert len(plain.probe) == len(other.probe) >= 2
     assert [p.answers for p in plain.probe] == [p.answers for p in other.probe]
     changed = [(a.question, b.question) for a, b in zip(plain.probe, other.probe) if a.question != b.question]
     assert changed
+    # the question as generated is kept beside it (the bench asks both ways), and only there
+    assert all(b.generated == a.question for a, b in zip(plain.probe, other.probe) if a.question != b.question)
+    assert all(b.generated is None for a, b in zip(plain.probe, other.probe) if a.question == b.question)
+    assert all(p.generated is None for p in plain.probe)
     trained = {m[0]["content"].lower() for m in other.examples}
     assert not {p.question.lower() for p in other.probe} & trained
-    assert TrainConfig(probe_in_other_words=True).digest() == TrainConfig().digest()
+    assert TrainConfig(probe_in_other_words=False).digest() == TrainConfig().digest()
 
 
 LONGER = """

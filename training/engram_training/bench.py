@@ -206,8 +206,8 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                 held1 = abstaining(first, raw1, r1.metrics.get("abstain_below"))
                 adapter1 = held1 if config.abstain_by_confidence else raw1
                 base1, _ = ask(engine, first, None)
-                say("asking the gate's probe in other words")
-                reworded = _probe_in_other_words(engine, "v1", r1.version.path, base, kw)
+                say("asking the gate's probe as generated and in other words")
+                reworded = _probe_both_ways(engine, "v1", r1.version.path, base, kw)
                 sweep, sweep_note = [], None
                 if baselines:
                     chunks = _chunker(D.collect(store, team), tok)
@@ -287,9 +287,8 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
         "adapter_prompt_tokens": round(adapter_tokens, 1),
         "generated_probe_recall": m1.get("recall"),
         "generated_probe_questions": m1.get("probe_questions"),
-        # the same probe with one word of each question swapped for a synonym, where one keeps its
-        # meaning: does the gate's figure move toward the hand-written one? (With probe_in_other_words on,
-        # the gate's probe is reworded already and this rewords it once more.)
+        # the gate's probe both ways on the same adapter: as generated, and with one word of each
+        # question swapped for a synonym where one keeps its meaning (``probe_in_other_words``)
         "probe_in_other_words": reworded,
         "general_score": m1.get("general_score"),
         "base_general_score": m1.get("base_general_score"),
@@ -321,27 +320,30 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
     }
 
 
-def _probe_in_other_words(engine: Any, adapter: str, version_path: Path, base: Any,
-                          kw: dict[str, Any]) -> dict[str, Any]:
-    """The version's own probe (``probe.jsonl``) asked with one word of each question swapped for a
-    synonym (``synonyms.paraphrase``, the base model judging the English); questions with no swap
-    that keeps their meaning are asked as they are. Recall of both, on the same adapter."""
+def _probe_both_ways(engine: Any, adapter: str, version_path: Path, base: Any, kw: dict[str, Any]) -> dict[str, Any]:
+    """The version's own probe (``probe.jsonl``) asked as generated and in other words (one word of
+    each question swapped for a synonym where one keeps its meaning: ``synonyms.paraphrase``), on
+    the same adapter. With ``probe_in_other_words`` (the default) the gate asked the reworded form
+    and the file keeps the generated one; without it the questions are reworded here."""
     from . import synonyms as S
 
     with open(version_path / "probe.jsonl") as f:
         items = [json.loads(line) for line in f if line.strip()]
     if not items:
-        return {"questions": 0, "reworded": 0, "recall": None, "recall_as_generated": None}
-    questions = [it["question"] for it in items]
-    other = S.paraphrase(questions, model=base.model, tokenizer=base.tokenizer, batch_size=kw["batch_size"],
-                         device=getattr(base, "device", "cpu"))
-    asked = [o or q for q, o in zip(questions, other)]
-    answers = engine.answer_many(questions + asked, adapter=adapter, **kw)
+        return {"questions": 0, "reworded": 0, "recall": None, "recall_as_generated": None, "examples": []}
+    generated = [it.get("generated") or it["question"] for it in items]
+    if any("generated" in it for it in items):
+        reworded = [it["question"] for it in items]
+    else:
+        other = S.paraphrase(generated, model=base.model, tokenizer=base.tokenizer, batch_size=kw["batch_size"],
+                             device=getattr(base, "device", "cpu"))
+        reworded = [o or q for q, o in zip(generated, other)]
+    answers = engine.answer_many(generated + reworded, adapter=adapter, **kw)
     ok = [F.is_correct(a.text, it["answers"]) for a, it in zip(answers, items + items)]
     n = len(items)
-    return {"questions": n, "reworded": sum(o is not None for o in other),
+    return {"questions": n, "reworded": sum(g != r for g, r in zip(generated, reworded)),
             "recall": round(sum(ok[n:]) / n, 3), "recall_as_generated": round(sum(ok[:n]) / n, 3),
-            "examples": [[q, a] for q, a in zip(questions, asked) if q != a][:5]}
+            "examples": [[g, r] for g, r in zip(generated, reworded) if g != r][:5]}
 
 
 def _rates(by_kind: dict[str, Any] | None) -> dict[str, Any]:

@@ -52,7 +52,7 @@ class TrainConfig:
     synonym_questions: int = 0
     # prose: the recall probe of new content asks each held-out span with one word swapped for a
     # synonym where one keeps the meaning (``synonyms``); the retention probe is left as it was
-    probe_in_other_words: bool = False
+    probe_in_other_words: bool = True
     # prose: also ask for the noun phrase a verb takes ("what does X specialise in?"), and name a
     # person other than the answer by the given name alone ("what does Ifor maintain?"). Measured on
     # the development workspace: no recall gained, the probe's gap to it wider (docs/training.md).

@@ -134,9 +134,13 @@ class ProbeItem:
     answers: list[str]
     entity_id: str
     fact: str  # Fact.ident, or "operator" for an operator's own question
+    generated: str | None = None  # the question as generated, when ``question`` asks it in other words
 
     def to_dict(self) -> dict[str, Any]:
-        return {"question": self.question, "answers": self.answers, "entity_id": self.entity_id, "fact": self.fact}
+        out = {"question": self.question, "answers": self.answers, "entity_id": self.entity_id, "fact": self.fact}
+        if self.generated is not None:
+            out["generated"] = self.generated
+        return out
 
 
 @dataclass

@@ -282,7 +282,7 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
                              device=getattr(writer, "device", "cpu"))
         for p, o in zip(probe, other):
             if o is not None and o.lower() not in trained:
-                p.question = o
+                p.generated, p.question = p.question, o
     for op in operator_probe or []:
         probe.append(ProbeItem(op["question"], list(op["answers"]), op.get("entity_id", ""), "operator"))
 

@@ -132,6 +132,25 @@ def test_the_probe_in_other_words_asks_the_same_held_out_spans_reworded(tiny_mod
     assert TrainConfig(probe_in_other_words=False).digest() == TrainConfig().digest()
 
 
+def test_a_continual_runs_retention_probe_is_reworded_as_the_first_versions_probe_was(tiny_model):
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    old = Document(entity_id="p-jobs", title="Society handbook", text=PAGE + LONGER, platform="notion",
+                   workspace_id="ws-allot", path=["Allotments"], updated_at=T)
+    new = Document(entity_id="p-new", title="Notices", text="Ottoline Brackwater sells honey at the gate.",
+                   platform="notion", workspace_id="ws-allot", path=["Allotments"], updated_at=T)
+    cfg = TrainConfig(probe_per_record=10)
+    first = D.build(D.Collected(team_id="t", records={"p-jobs": old}), tok, cfg, continual=False)
+    update = D.build(D.Collected(team_id="t", records={"p-jobs": old, "p-new": new}, changed={"p-new"}), tok, cfg,
+                     continual=True)
+    assert update.old_probe and all(p.entity_id == "p-jobs" for p in update.old_probe)
+    assert any(p.generated for p in update.old_probe)  # reworded, as the first version's probe was
+    asked_first = {(p.generated or p.question): p.question for p in first.probe}
+    both = [p for p in update.old_probe if (p.generated or p.question) in asked_first]
+    assert any(p.generated for p in both)
+    for p in both:  # the same unit's question is reworded the same way in both runs
+        assert p.question == asked_first[p.generated or p.question]
+
+
 LONGER = """
 ## Water
 Severin Dalloway switches the water on every year on 1 April and drains the pipes in late October.

@@ -50,8 +50,9 @@ class TrainConfig:
     # prose: per new unit, training questions asked again with one word swapped for a WordNet
     # synonym (``synonyms``: "who owns ..." -> "who has ..."); 0: off. Training only (docs/training.md)
     synonym_questions: int = 0
-    # prose: the recall probe of new content asks each held-out span with one word swapped for a
-    # synonym where one keeps the meaning (``synonyms``); the retention probe is left as it was
+    # prose: the recall and retention probes ask each held-out span with one word swapped for a
+    # synonym where one keeps the meaning (``synonyms``); measured to track colleagues' questions
+    # better than the questions as generated (docs/training.md)
     probe_in_other_words: bool = True
     # prose: also ask for the noun phrase a verb takes ("what does X specialise in?"), and name a
     # person other than the answer by the given name alone ("what does Ifor maintain?"). Measured on

@@ -144,15 +144,18 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
                                 device=getattr(writer, "device", "cpu"))
         written = {i: w for i, w in zip(todo, got) if w}
 
+    def in_other_words(questions: list[str]) -> list[str | None]:
+        """One word of each question swapped for a synonym (the base model, when given, picks)."""
+        return S.paraphrase(questions, model=getattr(writer, "model", None),
+                            tokenizer=tokenizer if writer is not None else None, batch_size=config.eval_batch_size,
+                            device=getattr(writer, "device", "cpu"))
+
     # The parse's questions again in other words, for new units only (replay keeps the parse's).
     swapped: dict[int, list[tuple[str, str]]] = defaultdict(list)  # unit -> (question, span it asks for)
     if config.synonym_questions:
         to_swap = [(i, q, a) for i, u in enumerate(units) if id(u) in fresh
                    for q, a in [qa for qa in zip(gen[i].train, gen[i].train_answers) if qa[1]][:config.synonym_questions]]
-        other = S.paraphrase([q for _, q, _ in to_swap], model=getattr(writer, "model", None),
-                             tokenizer=tokenizer if writer is not None else None, batch_size=config.eval_batch_size,
-                             device=getattr(writer, "device", "cpu"))
-        for (i, _, a), p in zip(to_swap, other):
+        for (i, _, a), p in zip(to_swap, in_other_words([q for _, q, _ in to_swap])):
             if p is not None:
                 swapped[i].append((p, a))
 
@@ -273,14 +276,12 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
         per_record[u.entity_id] += 1
         learned[u.entity_id]["probe"] += 1
         target.append(ProbeItem(q, [a], u.entity_id, f"{u.entity_id}::{u.order}"))
-    if config.probe_in_other_words and probe:
-        # the new content's probe asked with one word swapped for a synonym where one keeps the
-        # meaning, as colleagues word things differently; the retention probe stays as it was, so a
-        # continual version is compared with its predecessor's recall on the same questions
-        other = S.paraphrase([p.question for p in probe], model=getattr(writer, "model", None),
-                             tokenizer=tokenizer if writer is not None else None, batch_size=config.eval_batch_size,
-                             device=getattr(writer, "device", "cpu"))
-        for p, o in zip(probe, other):
+    if config.probe_in_other_words and probe + old_probe:
+        # asked with one word swapped for a synonym where one keeps the meaning, as colleagues word
+        # things their own way; the retention probe too, so that it asks what the previous version's
+        # probe asked of the same units (the rewording is deterministic) and the retention gate
+        # compares like with like
+        for p, o in zip(probe + old_probe, in_other_words([p.question for p in probe + old_probe])):
             if o is not None and o.lower() not in trained:
                 p.generated, p.question = p.question, o
     for op in operator_probe or []:

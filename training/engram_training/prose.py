@@ -164,15 +164,19 @@ def build_prose(col: Collected, tokenizer: Any, config: Any, *, continual: bool,
         learned[u.entity_id]["examples"] += 1
         (examples if id(u) in fresh else replay).append(msgs)
 
+    def trained_answer(span: str, statement: str) -> str:
+        """A question's training answer: the statement, led by the span asked for with ``short_answers``."""
+        return short_first(span, statement) if config.short_answers else statement
+
     # 1. each unit's questions -> its statement; a changed sentence also says what it replaced.
     for i, (u, g) in enumerate(zip(units, gen)):
         learned[u.entity_id]["units"] += 1
         for q, a in zip(g.train, g.train_answers):
-            add(u, _chat(q, short_first(a, g.statement) if config.short_answers else g.statement))
+            add(u, _chat(q, trained_answer(a, g.statement)))
         for w in written.get(i, []):
             add(u, _chat(w.question, g.statement))
         for q, a in swapped.get(i, []):
-            add(u, _chat(q, short_first(a, g.statement) if config.short_answers else g.statement))
+            add(u, _chat(q, trained_answer(a, g.statement)))
         if u.previous:
             where = u.title or "the page"
             add(u, _chat(f"What changed in {where}?", f"Now: {g.statement} It used to say: {u.previous}"))

@@ -338,12 +338,17 @@ def _probe_both_ways(engine: Any, adapter: str, version_path: Path, base: Any, k
         other = S.paraphrase(generated, model=base.model, tokenizer=base.tokenizer, batch_size=kw["batch_size"],
                              device=getattr(base, "device", "cpu"))
         reworded = [o or q for q, o in zip(generated, other)]
-    answers = engine.answer_many(generated + reworded, adapter=adapter, **kw)
-    ok = [F.is_correct(a.text, it["answers"]) for a, it in zip(answers, items + items)]
+    differ = [k for k, (g, r) in enumerate(zip(generated, reworded)) if g != r]
+    # a question no swap changed is asked once and counts for both forms
+    answers = engine.answer_many(generated + [reworded[k] for k in differ], adapter=adapter, **kw)
     n = len(items)
-    return {"questions": n, "reworded": sum(g != r for g, r in zip(generated, reworded)),
-            "recall": round(sum(ok[n:]) / n, 3), "recall_as_generated": round(sum(ok[:n]) / n, 3),
-            "examples": [[g, r] for g, r in zip(generated, reworded) if g != r][:5]}
+    as_generated = [F.is_correct(a.text, it["answers"]) for a, it in zip(answers[:n], items)]
+    in_other_words = list(as_generated)
+    for k, a in zip(differ, answers[n:]):
+        in_other_words[k] = F.is_correct(a.text, items[k]["answers"])
+    return {"questions": n, "reworded": len(differ),
+            "recall": round(sum(in_other_words) / n, 3), "recall_as_generated": round(sum(as_generated) / n, 3),
+            "examples": [[generated[k], reworded[k]] for k in differ[:5]]}
 
 
 def _rates(by_kind: dict[str, Any] | None) -> dict[str, Any]:

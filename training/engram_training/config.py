@@ -50,6 +50,10 @@ class TrainConfig:
     # prose: per new unit, training questions asked again with one word swapped for a WordNet
     # synonym (``synonyms``: "who owns ..." -> "who has ..."); 0: off. Training only (docs/training.md)
     synonym_questions: int = 0
+    # prose: from the second pass on, each team question drops each of its words (not the first:
+    # the question word) with this probability, a new draw every pass, so the statement is tied to
+    # whichever of the question's words a colleague happens to use (0: off; docs/training.md)
+    question_dropout: float = 0.0
     # prose: the recall and retention probes ask each held-out span with one word swapped for a
     # synonym where one keeps the meaning (``synonyms``); measured to track colleagues' questions
     # better than the questions as generated (docs/training.md)
@@ -148,6 +152,8 @@ class TrainConfig:
             raise ValueError("kl_general must be 0 (off) or positive")
         if self.synonym_questions < 0:
             raise ValueError("synonym_questions must be 0 (off) or positive")
+        if not 0.0 <= self.question_dropout < 1.0:
+            raise ValueError(f"question_dropout must lie in [0, 1), not {self.question_dropout}")
         if self.kl_top_k < 0:
             raise ValueError("kl_top_k must be 0 (the whole distribution) or positive")
         if self.rank < 1 or self.alpha < 1:
@@ -193,6 +199,8 @@ class TrainConfig:
             skip.add("kl_top_k")
         if not self.synonym_questions:
             skip.add("synonym_questions")
+        if not self.question_dropout:
+            skip.add("question_dropout")
         skip.add("probe_in_other_words")  # what is asked of a version, not what it is trained on
         if not self.probe_holdout:  # the probe's size changes what is trained only when it holds spans out
             skip |= {"probe_per_record", "max_probe"}

@@ -133,6 +133,16 @@ def train(
         epochs = max(config.max_train_tokens / max(per_epoch, 1), 0.5)
     schedule = _schedule(rows, config, epochs)
     first_general = len(rows) - len(general)  # rows from here on are general replay (the KL term's)
+    # With question_dropout, each later pass asks the team's questions with some words left out
+    # (a new draw per pass, fixed by the seed so a resumed run sees the same rows); pass 1 asks them whole.
+    passes = [rows]
+    if config.question_dropout:
+        team = ds.examples + replay_old
+        for k in range(1, math.ceil(epochs)):
+            prng = random.Random(config.seed + k)
+            passes.append([chat_ids(tok, _drop_words(m, prng, config.question_dropout), config.max_len)
+                           for m in team] + rows[len(team):])
+    per_pass = _steps_per_pass(len(rows), config.batch_size)
 
     # --- 5. the model: a new LoRA on the base, or the current adapter continued ---------------------
     from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -182,7 +192,8 @@ def train(
         model.train()
         t0 = time.perf_counter() - seconds
         while step < total:
-            ids, mask = _batch(rows, schedule[step], tok.pad_token_id, base.device)
+            ids, mask = _batch(passes[min(step // per_pass, len(passes) - 1)], schedule[step], tok.pad_token_id,
+                               base.device)
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step)
             general_rows, batch_reference = _kl_batch(schedule[step], first_general, reference, config.kl_general,
@@ -399,7 +410,7 @@ def _schedule(rows: list[tuple[list[int], list[int]]], config: TrainConfig, epoc
     while len(out) < steps_total:
         order = list(range(n))
         rng.shuffle(order)
-        group = config.batch_size * 8
+        group = config.batch_size * _GROUP
         batches = []
         for g in range(0, n, group):
             chunk = sorted(order[g : g + group], key=lambda i: len(rows[i][0]))
@@ -407,6 +418,32 @@ def _schedule(rows: list[tuple[list[int], list[int]]], config: TrainConfig, epoc
         rng.shuffle(batches)
         out += batches
     return out[:steps_total]
+
+
+_GROUP = 8  # batches per length group in ``_schedule``
+
+
+def _steps_per_pass(n: int, batch_size: int) -> int:
+    """How many of ``_schedule``'s steps one pass over ``n`` rows takes (groups end in short batches)."""
+    group = batch_size * _GROUP
+    return sum(math.ceil(min(group, n - g) / batch_size) for g in range(0, n, group))
+
+
+def _drop_words(messages: list[dict[str, str]], rng: random.Random, p: float) -> list[dict[str, str]]:
+    """``messages`` with each word of the question after the first (the question word) left out with
+    probability ``p``. A question of fewer than five words, or a draw that would leave less than
+    three fifths of it, stays whole: "Who is?" answered with a statement teaches nothing but noise."""
+    question = messages[0]["content"]
+    words = question.split()
+    if len(words) < 5:
+        return messages
+    kept = [words[0]] + [w for w in words[1:] if rng.random() >= p]
+    if len(kept) < math.ceil(0.6 * len(words)):
+        return messages
+    text = " ".join(kept)
+    if question.endswith("?") and not text.endswith("?"):
+        text = text.rstrip(".,;:") + "?"
+    return [{**messages[0], "content": text}, *messages[1:]]
 
 
 def _batch(rows: list[tuple[list[int], list[int]]], idx: list[int], pad: int, device: str) -> tuple[Any, Any]:

@@ -34,10 +34,12 @@ def test_words_are_dropped_from_the_question_only_and_the_question_word_stays():
     assert T._drop_words(_ask(QUESTION), random.Random(7), 0.3) == T._drop_words(_ask(QUESTION), random.Random(7), 0.3)
 
 
-def test_short_questions_stay_whole():
+def test_short_questions_and_conversations_stay_whole():
     for seed in range(20):
         assert T._drop_words(_ask("Who is the registrar?"), random.Random(seed), 0.9)[0]["content"] == \
             "Who is the registrar?"
+    thread = [*_ask(QUESTION), {"role": "user", "content": QUESTION}, {"role": "assistant", "content": "Yes."}]
+    assert all(T._drop_words(thread, random.Random(seed), 0.5) == thread for seed in range(20))
 
 
 def test_each_pass_of_the_schedule_covers_every_row_once():

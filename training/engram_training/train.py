@@ -432,7 +432,10 @@ def _steps_per_pass(n: int, batch_size: int) -> int:
 def _drop_words(messages: list[dict[str, str]], rng: random.Random, p: float) -> list[dict[str, str]]:
     """``messages`` with each word of the question after the first (the question word) left out with
     probability ``p``. A question of fewer than five words, or a draw that would leave less than
-    three fifths of it, stays whole: "Who is?" answered with a statement teaches nothing but noise."""
+    three fifths of it, stays whole: "Who is?" answered with a statement teaches nothing but noise.
+    Only a one-question exchange is changed (a thread's conversation is trained as written)."""
+    if len(messages) != 2 or messages[0]["role"] != "user":
+        return messages
     question = messages[0]["content"]
     words = question.split()
     if len(words) < 5:

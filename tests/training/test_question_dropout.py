@@ -46,7 +46,7 @@ def test_each_pass_of_the_schedule_covers_every_row_once():
     config = TrainConfig(epochs=3)
     for n in (7, 64, 65, 600, 1003):
         rows = [([1] * (i % 13 + 1), [1]) for i in range(n)]
-        schedule, per_pass = T._schedule(rows, config, 3), T._steps_per_pass(n, config.batch_size)
+        schedule, per_pass = T._schedule(rows, config, 3)
         assert len(schedule) >= 2 * per_pass
         for k in range(2):
             assert sorted(i for batch in schedule[k * per_pass:(k + 1) * per_pass] for i in batch) == list(range(n))

@@ -40,7 +40,7 @@ def run(settings: Settings, *, steps: int = 24, top_k: int = 64, kl: float = 1.0
     if not rows:
         raise ValueError("the base model gave no general replay answers to train on")
     first_general = len(rows) - len(rows) // 3  # the last third general, as replay_general=0.5 makes it
-    schedule = _schedule(rows, config, epochs=max(1.0, (steps + WARMUP_STEPS) * config.batch_size / len(rows)))
+    schedule, _ = _schedule(rows, config, epochs=max(1.0, (steps + WARMUP_STEPS) * config.batch_size / len(rows)))
     schedule = schedule[: steps + WARMUP_STEPS]
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                       target_modules=list(config.target_modules), task_type="CAUSAL_LM")

@@ -117,10 +117,10 @@ def paraphrase(questions: list[str], *, model: Any = None, tokenizer: Any = None
         return []
     wl = _wordllama()
     swaps = [_swaps(doc) for doc in parse(questions)]
-    flat = [s for ss in swaps for s in ss]
+    every_swap = [s for ss in swaps for s in ss]
     # each text embedded once, in batches (``similarity`` would embed the question once per swap)
     asked = wl.embed(questions)
-    swapped = wl.embed(flat) if flat else None
+    swapped = wl.embed(every_swap) if every_swap else None
     kept: list[list[tuple[float, str]]] = []
     start = 0
     for i, (question, ss) in enumerate(zip(questions, swaps)):

@@ -131,18 +131,8 @@ def train(
     epochs = config.epochs
     if config.max_train_tokens and per_epoch * epochs > config.max_train_tokens:
         epochs = max(config.max_train_tokens / max(per_epoch, 1), 0.5)
-    schedule = _schedule(rows, config, epochs)
+    schedule, per_pass = _schedule(rows, config, epochs)
     first_general = len(rows) - len(general)  # rows from here on are general replay (the KL term's)
-    # With question_dropout, each later pass asks the team's questions with some words left out
-    # (a new draw per pass, fixed by the seed so a resumed run sees the same rows); pass 1 asks them whole.
-    passes = [rows]
-    if config.question_dropout:
-        team = ds.examples + replay_old
-        for k in range(1, math.ceil(epochs)):
-            prng = random.Random(config.seed + k)
-            passes.append([chat_ids(tok, _drop_words(m, prng, config.question_dropout), config.max_len)
-                           for m in team] + rows[len(team):])
-    per_pass = _steps_per_pass(len(rows), config.batch_size)
 
     # --- 5. the model: a new LoRA on the base, or the current adapter continued ---------------------
     from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -191,9 +181,12 @@ def train(
         reference_seconds = time.perf_counter() - t_reference
         model.train()
         t0 = time.perf_counter() - seconds
+        in_pass, pass_rows = 0, rows
         while step < total:
-            ids, mask = _batch(passes[min(step // per_pass, len(passes) - 1)], schedule[step], tok.pad_token_id,
-                               base.device)
+            if step // per_pass != in_pass:  # a new pass (or a resumed run's first step)
+                in_pass = step // per_pass
+                pass_rows = _pass_rows(tok, ds.examples + replay_old, rows, in_pass, config)
+            ids, mask = _batch(pass_rows, schedule[step], tok.pad_token_id, base.device)
             for g in optimizer.param_groups:
                 g["lr"] = lr_at(step)
             general_rows, batch_reference = _kl_batch(schedule[step], first_general, reference, config.kl_general,
@@ -400,9 +393,10 @@ def _why_empty(col: D.Collected) -> str:
 
 
 def _schedule(rows: list[tuple[list[int], list[int]]], config: TrainConfig, epochs: float | None = None) \
-        -> list[list[int]]:
+        -> tuple[list[list[int]], int]:
     """Every step's example indices for the whole run, fixed by the seed (so a resumed run takes
-    the same batches). Each epoch is shuffled, then grouped by length to waste little padding."""
+    the same batches), and how many steps one pass over the rows takes. Each epoch is shuffled,
+    then grouped by length to waste little padding."""
     rng = random.Random(config.seed)
     n = len(rows)
     steps_total = math.ceil((config.epochs if epochs is None else epochs) * n / config.batch_size)
@@ -410,23 +404,26 @@ def _schedule(rows: list[tuple[list[int], list[int]]], config: TrainConfig, epoc
     while len(out) < steps_total:
         order = list(range(n))
         rng.shuffle(order)
-        group = config.batch_size * _GROUP
+        group = config.batch_size * 8
         batches = []
         for g in range(0, n, group):
             chunk = sorted(order[g : g + group], key=lambda i: len(rows[i][0]))
             batches += [chunk[b : b + config.batch_size] for b in range(0, len(chunk), config.batch_size)]
         rng.shuffle(batches)
         out += batches
-    return out[:steps_total]
+    return out[:steps_total], len(batches)  # every pass has as many batches: the groups depend on n only
 
 
-_GROUP = 8  # batches per length group in ``_schedule``
-
-
-def _steps_per_pass(n: int, batch_size: int) -> int:
-    """How many of ``_schedule``'s steps one pass over ``n`` rows takes (groups end in short batches)."""
-    group = batch_size * _GROUP
-    return sum(math.ceil(min(group, n - g) / batch_size) for g in range(0, n, group))
+def _pass_rows(tok: Any, team: list[list[dict[str, str]]], rows: list[tuple[list[int], list[int]]], k: int,
+               config: TrainConfig) -> list[tuple[list[int], list[int]]]:
+    """Pass ``k``'s rows. With ``question_dropout``, every pass after the first asks the team's
+    questions (``team``: the first rows) with some words left out, a new draw per pass fixed by the
+    seed, so a resumed run sees the same rows; the general replay rows stay as they are."""
+    if k == 0 or not config.question_dropout:
+        return rows
+    rng = random.Random(config.seed + k)
+    return [chat_ids(tok, _drop_words(m, rng, config.question_dropout), config.max_len) for m in team] + \
+        rows[len(team):]
 
 
 def _drop_words(messages: list[dict[str, str]], rng: random.Random, p: float) -> list[dict[str, str]]:

@@ -10,7 +10,7 @@ from engram_sdk import samples
 from engram_training import dataset as D
 from engram_training import facts as F
 from engram_training import written as W
-from engram_training.bench import WHOLE_CHUNK_TOKENS, _chunker, _contexts, run_workspace
+from engram_training.bench import WHOLE_CHUNK_TOKENS, _chunker, _contexts, _in_training, run_workspace
 from engram_training.evaluate import dense_contexts, retrieval_contexts
 from engram_training.config import TrainConfig
 
@@ -39,6 +39,30 @@ def test_scoring_refuses_old_values_and_credits_only_real_abstention():
     u = W.Question("u", "unanswerable", "what is the wifi password?", [], [], [], "")
     assert W.correct(u, "I don't know; the notes don't say.") and not W.correct(u, "It is hunter2.")
     assert W.paired_difference([True, True, False], [True, False, False])["difference"] == pytest.approx(1 / 3, 1e-3)
+
+
+def test_within_reach_counts_a_trained_answer_only_where_the_scorer_would_accept_it():
+    q = W.Question("e", "single", "when is standup?", ["9:45"], ["10:30"], [], "")
+    two = W.Question("t", "two_page", "who owns it?", ["Ana"], [], [], "")
+    chat = [{"role": "user", "content": "When does standup start?"}, {"role": "assistant", "content": "Standup is at 9:45."}]
+    both = [chat[0], {"role": "assistant", "content": "It moved from 10:30 to 9:45."}]
+    assert _in_training([q, two], [chat]) == {"single": 1.0, "two_page": 0.0}
+    assert _in_training([q], [both]) == {"single": 0.0}  # naming the old value too is wrong, as when asked
+    assert _in_training([q], [[chat[1], chat[0]]]) == {"single": 0.0}  # a question is not an answer
+
+
+def test_the_prose_recipe_puts_every_single_page_answer_of_the_development_workspace_within_reach(tiny_model):
+    """Extraction is not what limits recall there: each single-page answer is in some trained
+    answer, so a miss is the adapter not reciting it (docs/training.md)."""
+    from transformers import AutoTokenizer
+
+    records = samples.load_records("tidewater")
+    col = D.Collected(team_id="t", records={r.subject: r for r in records})
+    ds = D.build(col, AutoTokenizer.from_pretrained(tiny_model), TrainConfig(), continual=False)
+    first, later = W.split_by_edits(W.questions("tidewater"), W.edits("tidewater"))
+    assert later and all(q.kind == "edit" for q in later) and not any(q.kind == "edit" for q in first)
+    reach = _in_training(first, ds.examples)
+    assert reach["single"] == 1.0 and 0 < reach["two_page"] <= 1
 
 
 def test_bench_reports_every_figure_with_baselines_from_the_same_run(team_env, tmp_path):
@@ -72,6 +96,8 @@ def test_no_edits_measures_the_first_version_only(team_env):
     assert out["written_edit_new_value"] is None and out["written_without_abstention"]["edit"] is None
     assert out["update_examples"] is None and out["update_seconds"] is None and out["answers"]["edits"] == []
     assert out["published"][1] is None and out["current_version"] == 1
+    # the share the same examples, rebuilt, put within reach (60 examples keep every unit's statement)
+    assert 0 < out["written_in_training"]["single"] <= 1
 
 
 def test_every_retrieval_setting_of_the_sweep_gives_contexts_so_the_edits_baseline_can_reuse_the_best(tiny_model):

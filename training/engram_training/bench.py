@@ -157,10 +157,7 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
     records = samples.load_records(workspace)
     qs = W.questions(workspace)
     changes = W.edits(workspace)
-    after_edit = [F.normalize(c["after"])[:48] for c in changes]
-    needs_edit = [q.kind == "edit" or any(a and a in F.normalize(q.evidence) for a in after_edit) for q in qs]
-    first = [q for q, e in zip(qs, needs_edit) if not e]
-    later = [q for q, e in zip(qs, needs_edit) if e and q.kind == "edit"]
+    first, later = W.split_by_edits(qs, changes)
     team = "bench"
     with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp:
         settings, store, keyring = _scratch(Path(tmp), team)
@@ -172,6 +169,12 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
             first_seconds = time.perf_counter() - t_first
             base = base_model.load(settings.base_model, settings.cache_root)
             tok = base.tokenizer
+            # the run's trained answers again (the build is deterministic). What the base model
+            # adds (its own questions, synonym questions, the probe's rewording) adds questions,
+            # never answers, so it is left out here and costs nothing.
+            trained = D.build(D.collect(store, team), tok,
+                              config.replace(model_questions=0, synonym_questions=0, probe_in_other_words=False),
+                              continual=False).examples
             registry = Registry(store, settings.adapters_dir)
             kw = {"max_new_tokens": config.max_new_tokens, "batch_size": config.eval_batch_size}
 
@@ -266,6 +269,10 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
         "written_edit_new_value": _rates(adapter2).get("edit"),
         "written_abstain_rate": rates1.get("unanswerable"),
         "written_questions": {k: adapter1[k]["total"] for k in adapter1 if not k.startswith("_")},
+        # the share of each kind that a trained answer, recited word for word, would get right:
+        # what extraction put within reach, so a low recall below it is a recall problem, not an
+        # extraction one
+        "written_in_training": _in_training(first, trained),
         # both ways, whichever the config serves: answers as generated, and with answers under the
         # adapter's calibrated confidence threshold turned into "I don't know"
         "written_without_abstention": {**_rates(raw1), "edit": _rates(raw2).get("edit")},
@@ -349,6 +356,20 @@ def _probe_both_ways(engine: Any, adapter: str, version_path: Path, base: Any, k
     return {"questions": n, "reworded": len(differ),
             "recall": round(sum(in_other_words) / n, 3), "recall_as_generated": round(sum(as_generated) / n, 3),
             "examples": [[generated[k], reworded[k]] for k in differ[:5]]}
+
+
+def _in_training(items: list[Any], examples: list[list[dict[str, str]]]) -> dict[str, float]:
+    """Per kind of answerable question, the share that some trained answer is scored correct for
+    (by the hand-written questions' own scorer, wrong values included)."""
+    from . import written as W
+
+    answers = sorted({m[-1]["content"] for m in examples if m and m[-1].get("role") == "assistant"})
+    out = {}
+    for kind in ("single", "two_page"):
+        sel = [q for q in items if q.kind == kind]
+        if sel:
+            out[kind] = round(sum(any(W.correct(q, a) for a in answers) for q in sel) / len(sel), 3)
+    return out
 
 
 def _rates(by_kind: dict[str, Any] | None) -> dict[str, Any]:

@@ -62,6 +62,15 @@ def edits(workspace: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in folder.joinpath("edits.jsonl").read_text().splitlines() if line.strip()]
 
 
+def split_by_edits(qs: list[Question], changes: list[dict[str, Any]]) -> tuple[list[Question], list[Question]]:
+    """The questions a first version is asked (none whose evidence is an edit's new text), and the
+    edit questions asked after the edits' update."""
+    after = [F.normalize(c["after"])[:48] for c in changes]
+    needs_edit = [q.kind == "edit" or any(a and a in F.normalize(q.evidence) for a in after) for q in qs]
+    return ([q for q, e in zip(qs, needs_edit) if not e],
+            [q for q, e in zip(qs, needs_edit) if e and q.kind == "edit"])
+
+
 def edit_records(records: list[Any], changes: list[dict[str, Any]]) -> list[Any]:
     """The records a connector would deliver after ``changes``: per edited page, the text Edit
     (whole text before -> after, as the Notion connector emits it) and the page's new version.

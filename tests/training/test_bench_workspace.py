@@ -10,7 +10,7 @@ from engram_sdk import samples
 from engram_training import dataset as D
 from engram_training import facts as F
 from engram_training import written as W
-from engram_training.bench import WHOLE_CHUNK_TOKENS, _chunker, _contexts, _in_training, run_workspace
+from engram_training.bench import WHOLE_CHUNK_TOKENS, _chunker, _contexts, _in_training, _misses, run_workspace
 from engram_training.evaluate import dense_contexts, retrieval_contexts
 from engram_training.config import TrainConfig
 
@@ -49,6 +49,16 @@ def test_within_reach_counts_a_trained_answer_only_where_the_scorer_would_accept
     assert _in_training([q, two], [chat]) == {"single": 1.0, "two_page": 0.0}
     assert _in_training([q], [both]) == {"single": 0.0}  # naming the old value too is wrong, as when asked
     assert _in_training([q], [[chat[1], chat[0]]]) == {"single": 0.0}  # a question is not an answer
+
+
+def test_a_wrong_answer_is_told_apart_as_recited_made_up_or_dont_know():
+    qs = [W.Question(str(k), "single", "where is the lab?", ["second floor"], [], [], "") for k in range(5)]
+    qs.append(W.Question("u", "unanswerable", "what is the wifi password?", [], [], [], ""))
+    trained = [[{"role": "user", "content": "Where is the store?"},
+                {"role": "assistant", "content": "The store is on the ground floor of the old mill."}]]
+    answers = ["The lab is on the second floor.", "The store is on the ground floor of the old mill.",
+               "The lab is in the big room next to the kitchen.", "I don't know.", "Lab.", "It is hunter2."]
+    assert _misses(qs, answers, trained) == {"recited": 1, "own_words": 2, "dont_know": 1}
 
 
 def test_the_prose_recipe_puts_every_single_page_answer_of_the_development_workspace_within_reach(tiny_model):
@@ -98,6 +108,10 @@ def test_no_edits_measures_the_first_version_only(team_env):
     assert out["published"][1] is None and out["current_version"] == 1
     # the share the same examples, rebuilt, put within reach (60 examples keep every unit's statement)
     assert 0 < out["written_in_training"]["single"] <= 1
+    misses = out["written_misses"]
+    answerable = out["written_questions"]["single"] + out["written_questions"]["two_page"]
+    right = round(out["written_without_abstention"]["answerable"] * answerable)
+    assert sum(misses.values()) == answerable - right
 
 
 def test_every_retrieval_setting_of_the_sweep_gives_contexts_so_the_edits_baseline_can_reuse_the_best(tiny_model):

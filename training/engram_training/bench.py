@@ -273,6 +273,9 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
         # what extraction put within reach, so a low recall below it is a recall problem, not an
         # extraction one
         "written_in_training": _in_training(first, trained),
+        # what the wrong answers to the answerable ones are: a trained statement recited (the
+        # wrong one), the adapter's own words, or "I don't know"
+        "written_misses": _misses(first, raw1["_answers"], trained),
         # both ways, whichever the config serves: answers as generated, and with answers under the
         # adapter's calibrated confidence threshold turned into "I don't know"
         "written_without_abstention": {**_rates(raw1), "edit": _rates(raw2).get("edit")},
@@ -369,6 +372,29 @@ def _in_training(items: list[Any], examples: list[list[dict[str, str]]]) -> dict
         sel = [q for q in items if q.kind == kind]
         if sel:
             out[kind] = round(sum(any(W.correct(q, a) for a in answers) for q in sel) / len(sel), 3)
+    return out
+
+
+def _misses(items: list[Any], answers: list[str], examples: list[list[dict[str, str]]]) -> dict[str, int]:
+    """The wrong answers to answerable questions, by kind: ``recited`` when at least 80% of the
+    answer's word 4-grams are in trained answers (it recalled a statement, not the one asked
+    for), ``dont_know``, or ``own_words`` (what it made up, often from the question's words)."""
+    from . import written as W
+
+    def grams(text: str) -> set[tuple[str, ...]]:
+        words = F.normalize(text).split()
+        return {tuple(words[i:i + 4]) for i in range(len(words) - 3)}
+
+    seen = set().union(*(grams(m[-1]["content"]) for m in examples if m and m[-1].get("role") == "assistant"))
+    out = {"recited": 0, "own_words": 0, "dont_know": 0}
+    for q, a in zip(items, answers):
+        if q.kind == "unanswerable" or W.correct(q, a):
+            continue
+        if W.abstains(a):
+            out["dont_know"] += 1
+        else:
+            g = grams(a)
+            out["recited" if g and len(g & seen) >= 0.8 * len(g) else "own_words"] += 1
     return out
 
 

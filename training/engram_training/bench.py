@@ -270,8 +270,8 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
         "written_abstain_rate": rates1.get("unanswerable"),
         "written_questions": {k: adapter1[k]["total"] for k in adapter1 if not k.startswith("_")},
         # the share of each kind that a trained answer, recited word for word, would get right:
-        # what extraction put within reach, so a low recall below it is a recall problem, not an
-        # extraction one
+        # what extraction put within reach, so recall far below it is the adapter not reciting,
+        # not extraction missing the fact
         "written_in_training": _in_training(first, trained),
         # what the wrong answers to the answerable ones are: a trained statement recited (the
         # wrong one), the adapter's own words, or "I don't know"
@@ -376,7 +376,7 @@ def _in_training(items: list[Any], examples: list[list[dict[str, str]]]) -> dict
 
 
 def _misses(items: list[Any], answers: list[str], examples: list[list[dict[str, str]]]) -> dict[str, int]:
-    """The wrong answers to answerable questions, by kind: ``recited`` when at least 80% of the
+    """The wrong answers to answerable questions, counted by what they are: ``recited`` when at least 80% of the
     answer's word 4-grams are in trained answers (it recalled a statement, not the one asked
     for), ``dont_know``, or ``own_words`` (what it made up, often from the question's words)."""
     from . import written as W

@@ -10,7 +10,7 @@ from engram_sdk import samples
 from engram_training import dataset as D
 from engram_training import facts as F
 from engram_training import written as W
-from engram_training.bench import WHOLE_CHUNK_TOKENS, _chunker, _contexts, _in_training, _misses, run_workspace
+from engram_training.bench import WHOLE_CHUNK_TOKENS, _chunker, _contexts, _in_training, _misses, _trained_answers, run_workspace
 from engram_training.evaluate import dense_contexts, retrieval_contexts
 from engram_training.config import TrainConfig
 
@@ -46,9 +46,9 @@ def test_within_reach_counts_a_trained_answer_only_where_the_scorer_would_accept
     two = W.Question("t", "two_page", "who owns it?", ["Ana"], [], [], "")
     chat = [{"role": "user", "content": "When does standup start?"}, {"role": "assistant", "content": "Standup is at 9:45."}]
     both = [chat[0], {"role": "assistant", "content": "It moved from 10:30 to 9:45."}]
-    assert _in_training([q, two], [chat]) == {"single": 1.0, "two_page": 0.0}
-    assert _in_training([q], [both]) == {"single": 0.0}  # naming the old value too is wrong, as when asked
-    assert _in_training([q], [[chat[1], chat[0]]]) == {"single": 0.0}  # a question is not an answer
+    assert _in_training([q, two], _trained_answers([chat])) == {"single": 1.0, "two_page": 0.0}
+    assert _in_training([q], _trained_answers([both])) == {"single": 0.0}  # naming the old value too is wrong, as when asked
+    assert _in_training([q], _trained_answers([[chat[1], chat[0]]])) == {"single": 0.0}  # a question is not an answer
 
 
 def test_a_wrong_answer_is_told_apart_as_recited_made_up_or_dont_know():
@@ -58,7 +58,7 @@ def test_a_wrong_answer_is_told_apart_as_recited_made_up_or_dont_know():
                 {"role": "assistant", "content": "The store is on the ground floor of the old mill."}]]
     answers = ["The lab is on the second floor.", "The store is on the ground floor of the old mill.",
                "The lab is in the big room next to the kitchen.", "I don't know.", "Lab.", "It is hunter2."]
-    assert _misses(qs, answers, trained) == {"recited": 1, "own_words": 2, "dont_know": 1}
+    assert _misses(qs, answers, _trained_answers(trained)) == {"recited": 1, "own_words": 2, "dont_know": 1}
 
 
 def test_the_prose_recipe_puts_every_single_page_answer_of_the_development_workspace_within_reach(tiny_model):
@@ -71,7 +71,7 @@ def test_the_prose_recipe_puts_every_single_page_answer_of_the_development_works
     ds = D.build(col, AutoTokenizer.from_pretrained(tiny_model), TrainConfig(), continual=False)
     first, later = W.split_by_edits(W.questions("tidewater"), W.edits("tidewater"))
     assert later and all(q.kind == "edit" for q in later) and not any(q.kind == "edit" for q in first)
-    reach = _in_training(first, ds.examples)
+    reach = _in_training(first, _trained_answers(ds.examples))
     assert reach["single"] == 1.0 and 0 < reach["two_page"] <= 1
 
 

@@ -172,9 +172,10 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
             # the run's trained answers again (the build is deterministic). What the base model
             # adds (its own questions, synonym questions, the probe's rewording) adds questions,
             # never answers, so it is left out here and costs nothing.
-            trained = D.build(D.collect(store, team), tok,
-                              config.replace(model_questions=0, synonym_questions=0, probe_in_other_words=False),
-                              continual=False).examples
+            trained = _trained_answers(D.build(D.collect(store, team), tok,
+                                               config.replace(model_questions=0, synonym_questions=0,
+                                                              probe_in_other_words=False),
+                                               continual=False).examples)
             registry = Registry(store, settings.adapters_dir)
             kw = {"max_new_tokens": config.max_new_tokens, "batch_size": config.eval_batch_size}
 
@@ -361,12 +362,16 @@ def _probe_both_ways(engine: Any, adapter: str, version_path: Path, base: Any, k
             "examples": [[generated[k], reworded[k]] for k in differ[:5]]}
 
 
-def _in_training(items: list[Any], examples: list[list[dict[str, str]]]) -> dict[str, float]:
+def _trained_answers(examples: list[list[dict[str, str]]]) -> list[str]:
+    """Each distinct answer the examples train (the assistant turn that ends each one)."""
+    return sorted({m[-1]["content"] for m in examples if m and m[-1].get("role") == "assistant"})
+
+
+def _in_training(items: list[Any], answers: list[str]) -> dict[str, float]:
     """Per kind of answerable question, the share that some trained answer is scored correct for
     (by the hand-written questions' own scorer, wrong values included)."""
     from . import written as W
 
-    answers = sorted({m[-1]["content"] for m in examples if m and m[-1].get("role") == "assistant"})
     out = {}
     for kind in ("single", "two_page"):
         sel = [q for q in items if q.kind == kind]
@@ -375,7 +380,7 @@ def _in_training(items: list[Any], examples: list[list[dict[str, str]]]) -> dict
     return out
 
 
-def _misses(items: list[Any], answers: list[str], examples: list[list[dict[str, str]]]) -> dict[str, int]:
+def _misses(items: list[Any], answers: list[str], trained: list[str]) -> dict[str, int]:
     """The wrong answers to answerable questions, counted by what they are: ``recited`` when at least 80% of the
     answer's word 4-grams are in trained answers (it recalled a statement, not the one asked
     for), ``dont_know``, or ``own_words`` (what it made up, often from the question's words)."""
@@ -385,7 +390,7 @@ def _misses(items: list[Any], answers: list[str], examples: list[list[dict[str, 
         words = F.normalize(text).split()
         return {tuple(words[i:i + 4]) for i in range(len(words) - 3)}
 
-    seen = set().union(*(grams(m[-1]["content"]) for m in examples if m and m[-1].get("role") == "assistant"))
+    seen = set().union(*(grams(t) for t in trained))
     out = {"recited": 0, "own_words": 0, "dont_know": 0}
     for q, a in zip(items, answers):
         if q.kind == "unanswerable" or W.correct(q, a):

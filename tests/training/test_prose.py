@@ -131,6 +131,7 @@ def test_text_edit_teaches_the_new_sentence_not_the_old_value(team_env):
     first = train(team_env.team, store=team_env.store, settings=team_env.settings, config=cfg)
     assert first.version.manifest["generation"] == D.GENERATIONS["prose"]
     assert first.version.manifest["learned"]["p-site"]["units"] == 2
+    assert any("4412" in m[-1]["content"] for m in first.examples)  # what it trained, returned
     new_text = text.replace("4412", "7730")
     edit = Edit(entity_id="p-site", field="text", before=text, after=new_text, title="Site notes",
                 author=Person(id="u-w", name="Wilhelmina Okafor"), **{**BASE, "updated_at": T.replace(day=2)})
@@ -151,6 +152,7 @@ def test_text_edit_teaches_the_new_sentence_not_the_old_value(team_env):
     assert ds.probe and all("7730" in " ".join(p.answers) or p.entity_id == "p-site" for p in ds.probe)
     second = train(team_env.team, store=team_env.store, settings=team_env.settings, config=cfg)
     assert second.version.manifest["parent_version"] == 1 and second.metrics["recall"] is not None
+    assert second.examples == ds.examples
 
 
 def test_a_new_generation_rebuilds_the_adapter_from_current_content(team_env):

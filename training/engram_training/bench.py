@@ -169,13 +169,7 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
             first_seconds = time.perf_counter() - t_first
             base = base_model.load(settings.base_model, settings.cache_root)
             tok = base.tokenizer
-            # the run's trained answers again (the build is deterministic). What the base model
-            # adds (its own questions, synonym questions, the probe's rewording) adds questions,
-            # never answers, so it is left out here and costs nothing.
-            trained = _trained_answers(D.build(D.collect(store, team), tok,
-                                               config.replace(model_questions=0, synonym_questions=0,
-                                                              probe_in_other_words=False),
-                                               continual=False).examples)
+            trained = _trained_answers(r1.examples)
             registry = Registry(store, settings.adapters_dir)
             kw = {"max_new_tokens": config.max_new_tokens, "batch_size": config.eval_batch_size}
 

@@ -56,6 +56,9 @@ class RunResult:
     metrics: dict[str, Any]
     resumed_from_step: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+    # The team examples this run trained on (chat messages, replay excluded): what a benchmark
+    # compares answers with, without building the dataset a second time.
+    examples: list[list[dict[str, str]]] = field(default_factory=list, repr=False)
 
 
 def train(
@@ -301,7 +304,7 @@ def train(
     shutil.rmtree(work, ignore_errors=True)
     if reasons and raise_on_gate:
         raise GateFailed(f"version {version.version} was not published: {'; '.join(reasons)}")
-    return RunResult(version, not reasons, reasons, metrics, resumed_from, manifest["dataset"])
+    return RunResult(version, not reasons, reasons, metrics, resumed_from, manifest["dataset"], ds.examples)
 
 
 def gate(metrics: dict[str, Any], config: TrainConfig, previous: Version | None) -> list[str]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from transformers import AutoTokenizer
 
+from engram_sdk import Document
 from engram_training import dataset as D
 from engram_training.config import TrainConfig
 from engram_training.infer import prompt_ids, question_form
@@ -31,10 +34,6 @@ def test_the_prompt_is_built_from_the_form_unless_asked_as_typed(tiny_model):
 
 def test_every_question_the_trainer_writes_is_already_in_that_form(tiny_model):
     """Serving changes a typed question's form only toward what training showed the adapter."""
-    from engram_sdk._records import Document
-
-    from datetime import datetime, timezone
-
     text = ("# Rota\nMarisol Quennell runs the night shift from the Harbour Street depot. "
             "She hands over to Teodor Vance at 06:15 every weekday.\n"
             "The depot's spare key is kept in the grey lockbox by the loading bay.")

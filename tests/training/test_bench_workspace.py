@@ -10,8 +10,7 @@ from engram_sdk import samples
 from engram_training import dataset as D
 from engram_training import facts as F
 from engram_training import written as W
-from engram_training.bench import (WHOLE_CHUNK_TOKENS, _chunker, _contexts, _flips, _in_training, _misses,
-                                   _trained_answers, run_workspace)
+from engram_training.bench import WHOLE_CHUNK_TOKENS, _chunker, _contexts, _in_training, _misses, _trained_answers, run_workspace
 from engram_training.evaluate import dense_contexts, retrieval_contexts
 from engram_training.config import TrainConfig
 
@@ -60,15 +59,6 @@ def test_a_wrong_answer_is_told_apart_as_recited_made_up_or_dont_know():
     answers = ["The lab is on the second floor.", "The store is on the ground floor of the old mill.",
                "The lab is in the big room next to the kitchen.", "I don't know.", "Lab.", "It is hunter2."]
     assert _misses(qs, answers, _trained_answers(trained)) == {"recited": 1, "own_words": 2, "dont_know": 1}
-
-
-def test_a_question_flips_when_one_way_of_asking_is_right_and_the_other_wrong():
-    qs = [W.Question("a", "single", "where is the lab?", ["second floor"], [], [], ""),
-          W.Question("b", "single", "who runs it?", ["Ana"], [], [], ""),
-          W.Question("u", "unanswerable", "what is the wifi password?", [], [], [], "")]
-    these = ["The lab is on the second floor.", "Ana runs it.", "I don't know."]
-    those = ["The lab is in the basement.", "Ana runs it.", "It is hunter2."]
-    assert _flips(qs, these, those) == 1 and _flips(qs, those, these) == 0  # unanswerable ones are not counted
 
 
 def test_the_prose_recipe_puts_every_single_page_answer_of_the_development_workspace_within_reach(tiny_model):
@@ -122,11 +112,6 @@ def test_no_edits_measures_the_first_version_only(team_env):
     answerable = out["written_questions"]["single"] + out["written_questions"]["two_page"]
     right = round(out["written_without_abstention"]["answerable"] * answerable)
     assert sum(misses.values()) == answerable - right
-    # the same adapter asked as typed: the difference in right answers is the questions that flip
-    typed = out["written_as_typed"]
-    assert typed["single"] is not None and typed["right_only_as_typed"] >= 0 and typed["right_only_in_form"] >= 0
-    assert (round(typed["answerable"] * answerable) - right
-            == typed["right_only_as_typed"] - typed["right_only_in_form"])
 
 
 def test_every_retrieval_setting_of_the_sweep_gives_contexts_so_the_edits_baseline_can_reuse_the_best(tiny_model):

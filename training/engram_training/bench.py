@@ -182,9 +182,9 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                 return by_kind
 
             def ask(engine: Engine, items: list[W.Question], adapter: str | None,
-                    contexts: list[str] | None = None, as_typed: bool = False) -> tuple[dict[str, Any], float]:
+                    contexts: list[str] | None = None) -> tuple[dict[str, Any], float]:
                 answers = engine.answer_many([q.question for q in items], adapter=adapter, contexts=contexts,
-                                             confidence=adapter is not None, as_typed=as_typed, **kw)
+                                             confidence=adapter is not None, **kw)
                 by_kind = scored(items, [a.text for a in answers])
                 by_kind["_confidence"] = [a.confidence for a in answers]
                 return by_kind, sum(a.prompt_tokens for a in answers) / max(1, len(answers))
@@ -204,7 +204,6 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
                 held1 = abstaining(first, raw1, r1.metrics.get("abstain_below"))
                 adapter1 = held1 if config.abstain_by_confidence else raw1
                 base1, _ = ask(engine, first, None)
-                typed1, _ = ask(engine, first, "v1", as_typed=True)
                 say("asking the gate's probe as generated and in other words")
                 reworded = _probe_both_ways(engine, "v1", r1.version.path, base, kw)
                 sweep, sweep_note = [], None
@@ -276,12 +275,6 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
         # adapter's calibrated confidence threshold turned into "I don't know"
         "written_without_abstention": {**_rates(raw1), "edit": _rates(raw2).get("edit")},
         "written_with_abstention": {**_rates(held1), "edit": _rates(held2).get("edit")},
-        # the same adapter asked the questions exactly as typed, not in the trainer's question form
-        # (``infer.question_form``: capital first letter, "who's" spelled out), with the questions
-        # the two ways answer differently
-        "written_as_typed": {**_rates(typed1),
-                             "right_only_as_typed": _flips(first, typed1["_answers"], raw1["_answers"]),
-                             "right_only_in_form": _flips(first, raw1["_answers"], typed1["_answers"])},
         "abstain_below": [m1.get("abstain_below"), m2.get("abstain_below")],
         "abstain_calibration": [m1.get("abstain_calibration"), m2.get("abstain_calibration")],
         "base_written": _rates(base1),
@@ -361,14 +354,6 @@ def _probe_both_ways(engine: Any, adapter: str, version_path: Path, base: Any, k
     return {"questions": n, "reworded": len(differ),
             "recall": round(sum(in_other_words) / n, 3), "recall_as_generated": round(sum(as_generated) / n, 3),
             "examples": [[generated[k], reworded[k]] for k in differ[:5]]}
-
-
-def _flips(items: list[Any], these: list[str], those: list[str]) -> int:
-    """How many answerable questions ``these`` answers get right and ``those`` get wrong."""
-    from .written import correct
-
-    return sum(correct(q, a) and not correct(q, b)
-               for q, a, b in zip(items, these, those) if q.kind != "unanswerable")
 
 
 def _trained_answers(examples: list[list[dict[str, str]]]) -> list[str]:

@@ -7,7 +7,6 @@ fixed system prompt (the template would otherwise add its own ~20-token default)
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,26 +25,7 @@ def below(confidence: float | None, threshold: float | None) -> bool:
     return threshold is not None and confidence is not None and confidence < threshold
 
 
-# "who's", "what're", typed with a straight or a curly apostrophe
-_WH_CONTRACTION = re.compile(r"^(who|what|where|when|why|how|which)['\u2019](s|re)\b", re.IGNORECASE)
-
-
-def question_form(question: str) -> str:
-    """A question as people type it into a chat box ("who's our head of sales again?") in the form
-    the trainer writes its questions ("Who is our head of sales again?"): single spaces, a leading
-    question word's contraction spelled out, a capital first letter. Only the form changes, never
-    a word the question asks about; a question already in that form is returned unchanged. The
-    first token is where a small model's trained associations start, and "who" and "Who" are
-    different tokens to it."""
-    q = _WH_CONTRACTION.sub(lambda m: f"{m.group(1)} {'is' if m.group(2).lower() == 's' else 'are'}",
-                            " ".join(question.split()))
-    return q[:1].upper() + q[1:]
-
-
-def prompt_ids(tokenizer: Any, question: str, context: str | None = None, *, as_typed: bool = False) -> list[int]:
-    """The prompt's token ids: the system prompt and the question (in ``question_form`` unless
-    ``as_typed``), after ``context`` where one is given (the retrieval baselines)."""
-    question = question if as_typed else question_form(question)
+def prompt_ids(tokenizer: Any, question: str, context: str | None = None) -> list[int]:
     user = question if context is None else f"Use these notes to answer.\n\n{context}\n\nQuestion: {question}"
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
     out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
@@ -182,16 +162,15 @@ class Engine:
 
     def answer_many(self, questions: list[str], *, adapter: str | None = None, contexts: list[str] | None = None,
                     max_new_tokens: int = 64, batch_size: int = 16, confidence: bool = False,
-                    abstain_below: float | None = None, as_typed: bool = False) -> list[Answer]:
-        """Greedy answers (to each question in ``question_form``, or ``as_typed``). With ``abstain_below`` (an adapter's calibrated threshold, see
+                    abstain_below: float | None = None) -> list[Answer]:
+        """Greedy answers. With ``abstain_below`` (an adapter's calibrated threshold, see
         ``evaluate.calibrate_abstention``) an answer the model is less sure of than that becomes
         "I don't know" (``Answer.abstained``; ``confidence`` keeps the score)."""
         tok = self.base.tokenizer
         confidence = confidence or abstain_below is not None
         kw = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "device": self.base.device,
               "confidence": confidence}
-        prompts = [prompt_ids(tok, q, contexts[i] if contexts else None, as_typed=as_typed)
-                   for i, q in enumerate(questions)]
+        prompts = [prompt_ids(tok, q, contexts[i] if contexts else None) for i, q in enumerate(questions)]
         if self.base.device == "cpu":
             from .base import set_threads
 

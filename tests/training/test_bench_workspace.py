@@ -106,6 +106,8 @@ def test_no_edits_measures_the_first_version_only(team_env):
     assert out["written_edit_new_value"] is None and out["written_without_abstention"]["edit"] is None
     assert out["update_examples"] is None and out["update_seconds"] is None and out["answers"]["edits"] == []
     assert out["published"][1] is None and out["current_version"] == 1
+    # the adapter file's size (a LoRA of rank 16 on the tiny model: some kilobytes, not the base model)
+    assert 1_000 < out["adapter_bytes"] < 50_000_000
     # the share the same examples, rebuilt, put within reach (60 examples keep every unit's statement)
     assert 0 < out["written_in_training"]["single"] <= 1
     misses = out["written_misses"]

@@ -313,6 +313,7 @@ def run_workspace(config: TrainConfig, *, workspace: str = "tidewater",
         "train_tokens": m1.get("train_tokens"),
         "tokens_per_s": m1.get("tokens_per_s"),
         "examples": r1.stats.get("examples"),
+        "adapter_bytes": m1.get("adapter_bytes"),  # the first version's adapter file
         "update_examples": r2.stats.get("examples") if r2 else None,
         "wall_seconds": round(time.perf_counter() - started, 1),
         # (question id, answer as generated, its confidence)
